@@ -1,0 +1,2 @@
+//! ethershelf: an ATA-over-Ethernet storage shelf engine.
+pub mod wire;
