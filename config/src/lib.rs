@@ -1,29 +1,36 @@
-use serde::Deserialize;
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Port {
-    pub interface: String,
-    #[serde(default)]
-    pub mtu: Option<u32>,
+//! The ethershelf configuration: one YAML file describing the shelf, its ports and its LUNs.
+//!
+//! Parsing uses `serde-saphyr` (serde_yaml is archived). Unknown keys are errors, and every
+//! error names the file, line and column and says what would be right.
+
+mod error;
+mod schema;
+mod size;
+mod validate;
+
+pub use error::ConfigError;
+pub use schema::{
+    Config, Lun, Port, PortMode, WriteCache, DEFAULT_BUFFER_COUNT, DEFAULT_STATE_DIR,
+};
+pub use size::ByteSize;
+
+use std::path::Path;
+
+/// Reads and validates the YAML file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    parse(&text, &path.display().to_string())
 }
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Cfg {
-    pub shelf: u16,
-    pub ports: Vec<Port>,
+
+/// Parses and validates YAML `text`; `origin` names the file in error messages.
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let raw: schema::RawConfig =
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::from_yaml(e, origin))?;
+    validate::validate(raw, origin)
 }
+
 #[cfg(test)]
-mod t {
-    #[test]
-    fn x() {
-        for y in [
-            "shelf: 1\nports:\n  - { interface: a, mtuu: 3 }\n",
-            "shelf: 70000\nports: []\n",
-            "shelf: 1\nports:\n  - interface: a\n    mtu: abc\n",
-            "shelf: 1\nports: [\n",
-        ] {
-            let e = serde_saphyr::from_str::<super::Cfg>(y).unwrap_err();
-            println!("DISPLAY: {e}\nDEBUG: {e:?}\nLOC: {:?}\n", e.location());
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,138 @@
+use super::*;
+
+const GOOD: &str = "\
+shelf: 1
+ports:
+  - { interface: sh0, mode: packet }
+  - interface: sh1
+    max_sectors: 16
+state_dir: /tmp/es-state
+luns:
+  - slot: 0
+    file: /srv/lun0.img
+    mask: [\"52:54:00:ae:00:01\", 525400ae0002]
+  - slot: 1
+    file: /srv/vm17.img
+    read_only: true
+    write_cache: writeback
+    offset: 1MiB
+    length: 1 GiB
+";
+
+#[test]
+fn parses_a_full_file() {
+    let c = parse(GOOD, "good.yaml").unwrap();
+    assert_eq!(c.shelf, 1);
+    assert_eq!(c.ports.len(), 2);
+    assert_eq!(c.ports[0].mode, PortMode::Packet);
+    assert_eq!(c.ports[1].mode, PortMode::Auto);
+    assert_eq!(c.ports[1].max_sectors, Some(16));
+    assert_eq!(c.buffer_count, DEFAULT_BUFFER_COUNT);
+    assert_eq!(
+        c.luns[0].mask,
+        vec![[0x52, 0x54, 0, 0xae, 0, 1], [0x52, 0x54, 0, 0xae, 0, 2]]
+    );
+    assert!(c.luns[0].direct);
+    assert_eq!(c.luns[0].write_cache, WriteCache::Writethrough);
+    assert!(c.luns[1].read_only);
+    assert_eq!(c.luns[1].write_cache, WriteCache::Writeback);
+    assert_eq!(c.luns[1].offset, 1 << 20);
+    assert_eq!(c.luns[1].length, Some(1 << 30));
+}
+
+fn error_of(yaml: &str) -> (u64, u64, String) {
+    let e = parse(yaml, "bad.yaml").unwrap_err();
+    let (line, col) = e.location().unwrap();
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!("bad.yaml:{line}:{col}: ")),
+        "{text}"
+    );
+    (line, col, text)
+}
+
+#[test]
+fn unknown_key_is_located_and_lists_the_right_ones() {
+    let (line, col, text) = error_of("shelf: 1\nports:\n  - { interface: a, mtuu: 3 }\n");
+    assert_eq!((line, col), (3, 21));
+    assert!(
+        text.contains("unknown field `mtuu`") && text.contains("max_sectors"),
+        "{text}"
+    );
+}
+
+#[test]
+fn out_of_range_values_say_what_is_right() {
+    let (line, _, text) = error_of("shelf: 65535\nports: [{ interface: a }]\n");
+    assert_eq!(line, 1);
+    assert!(text.contains("use 0..65534"), "{text}");
+    let (line, _, text) =
+        error_of("shelf: 1\nports: [{ interface: a }]\nluns:\n  - slot: 255\n    file: /x\n");
+    assert_eq!(line, 4);
+    assert!(text.contains("use 0..254"), "{text}");
+    let (_, _, text) = error_of("shelf: 1\nports: [{ interface: a, max_sectors: 0 }]\n");
+    assert!(text.contains("max_sectors 0"), "{text}");
+    let (_, _, text) = error_of("shelf: 1\nbuffer_count: 1\nports: [{ interface: a }]\n");
+    assert!(text.contains("buffer_count 1"), "{text}");
+}
+
+#[test]
+fn duplicates_are_refused_with_both_lines() {
+    let (line, _, text) = error_of("shelf: 1\nports: [{ interface: a }]\nluns:\n  - { slot: 0, file: /a }\n  - { slot: 0, file: /b }\n");
+    assert_eq!(line, 5);
+    assert!(text.contains("first on line 4"), "{text}");
+    let (line, _, _) = error_of("shelf: 1\nports:\n  - { interface: a }\n  - { interface: a }\n");
+    assert_eq!(line, 4);
+}
+
+#[test]
+fn bad_mac_sizes_and_enums_are_located() {
+    let (line, col, text) = error_of(
+        "shelf: 1\nports: [{ interface: a }]\nluns:\n  - slot: 0\n    file: /a\n    mask: [nope]\n",
+    );
+    assert_eq!((line, col), (6, 12));
+    assert!(text.contains("'nope' is not a MAC"), "{text}");
+    let (line, _, text) = error_of(
+        "shelf: 1\nports: [{ interface: a }]\nluns:\n  - { slot: 0, file: /a, offset: 100 }\n",
+    );
+    assert_eq!(line, 4);
+    assert!(text.contains("multiple of 512"), "{text}");
+    let (line, _, text) = error_of("shelf: 1\nports: [{ interface: a }]\nluns:\n  - { slot: 0, file: /a, length: 3 furlongs }\n");
+    assert_eq!(line, 4);
+    assert!(text.contains("furlongs"), "{text}");
+    let (line, _, text) = error_of("shelf: 1\nports: [{ interface: a, mode: turbo }]\n");
+    assert_eq!(line, 2);
+    assert!(text.contains("turbo"), "{text}");
+}
+
+#[test]
+fn missing_and_empty_sections_are_explained() {
+    let (_, _, text) = error_of("shelf: 1\n");
+    assert!(text.contains("ports"), "{text}");
+    let (line, _, text) = error_of("shelf: 1\nports: []\n");
+    assert_eq!(line, 2);
+    assert!(text.contains("at least one port"), "{text}");
+    let (_, _, text) = error_of("shelf: 1\nports: [\n");
+    assert!(text.contains("bracket"), "{text}");
+}
+
+#[test]
+fn sizes_parse_with_units() {
+    assert_eq!(ByteSize::parse("4096"), Ok(ByteSize(4096)));
+    assert_eq!(ByteSize::parse("64KiB"), Ok(ByteSize(65536)));
+    assert_eq!(ByteSize::parse("2 g"), Ok(ByteSize(2 << 30)));
+    assert!(ByteSize::parse("KiB").is_err());
+    assert!(ByteSize::parse("99999999999999TiB").is_err());
+}
+
+#[test]
+fn example_files_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        load(&path).unwrap_or_else(|e| panic!("{e}"));
+        n += 1;
+    }
+    assert!(n >= 1);
+}
