@@ -1,2 +1,9 @@
 //! ethershelf: an ATA-over-Ethernet storage shelf engine.
+//!
+//! `wire` parses and builds frames; `ata` and `lun` give them meaning; `store` reads and
+//! writes the backing files with io_uring; `net` moves frames; `worker` ties a batch of
+//! frames to a batch of I/O; `shelf` builds it all from a configuration.
+
+pub mod ata;
+pub mod lun;
 pub mod wire;

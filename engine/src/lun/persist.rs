@@ -1,0 +1,91 @@
+//! Atomic persistence of a LUN's state: write a temporary file, fsync, rename, fsync the
+//! directory. A crash leaves either the old or the new state, never a mix.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Persisted state of one LUN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// The config string (opaque bytes).
+    pub config_string: Vec<u8>,
+    /// The MAC mask list.
+    pub mask: Vec<[u8; 6]>,
+    /// The reservation list.
+    pub reserve: Vec<[u8; 6]>,
+}
+
+/// State could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// I/O on the state file or its directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file exists but is not valid state.
+    #[error(
+        "{path}: corrupt state file ({message}); move it away to start this LUN with empty state"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
+    move |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl StateFile {
+    /// Reads the state at `path`; `Ok(None)` if there is none yet.
+    pub fn load(path: &Path) -> Result<Option<StateFile>, PersistError> {
+        match fs::read(path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| PersistError::Corrupt {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(path)(e)),
+        }
+    }
+
+    /// Replaces the state at `path` atomically and durably.
+    pub fn store(&self, path: &Path) -> Result<(), PersistError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let tmp = path.with_extension("tmp");
+        let body = serde_json::to_vec_pretty(self).map_err(|e| PersistError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        f.write_all(&body).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(io_err(path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+use super::*;
+use crate::wire::{
+    ConfigCommand as C, DirectiveCommand as D, MacAddr, MaskCommand, ReserveCommand as R,
+};
+
+fn temp_state(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("es-lun-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("lun-1.0.json")
+}
+
+const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
+
+#[test]
+fn config_string_rules() {
+    let s = LunState::open(temp_state("cfg"), &[]).unwrap();
+    assert_eq!(
+        s.config(C::Read, b"").unwrap(),
+        ConfigOutcome::Reply(vec![])
+    );
+    assert_eq!(s.config(C::Test, b"x").unwrap(), ConfigOutcome::Silent);
+    assert_eq!(
+        s.config(C::Set, b"host-a").unwrap(),
+        ConfigOutcome::Reply(b"host-a".to_vec())
+    );
+    assert_eq!(
+        s.config(C::Set, b"host-a").unwrap(),
+        ConfigOutcome::Reply(b"host-a".to_vec())
+    );
+    assert_eq!(
+        s.config(C::Set, b"host-b").unwrap(),
+        ConfigOutcome::Error(4)
+    );
+    assert_eq!(
+        s.config(C::Test, b"host-a").unwrap(),
+        ConfigOutcome::Reply(b"host-a".to_vec())
+    );
+    assert_eq!(s.config(C::Test, b"host").unwrap(), ConfigOutcome::Silent);
+    assert_eq!(
+        s.config(C::Prefix, b"host").unwrap(),
+        ConfigOutcome::Reply(b"host-a".to_vec())
+    );
+    assert_eq!(
+        s.config(C::Prefix, b"hosts").unwrap(),
+        ConfigOutcome::Silent
+    );
+    assert_eq!(
+        s.config(C::ForceSet, b"host-b").unwrap(),
+        ConfigOutcome::Reply(b"host-b".to_vec())
+    );
+    assert_eq!(s.config(C::Other(7), b"").unwrap(), ConfigOutcome::Error(2));
+}
+
+#[test]
+fn state_survives_reopen_and_initial_mask_only_seeds() {
+    let path = temp_state("persist");
+    let s = LunState::open(path.clone(), &[A.0]).unwrap();
+    assert!(s.access().admits(A) && !s.access().admits(B));
+    s.config(C::Set, b"owner").unwrap();
+    s.mask(MaskCommand::Edit, [(D::Add, B)].into_iter())
+        .unwrap();
+    s.reserve(R::Set, A, [A].into_iter()).unwrap();
+    drop(s);
+    let again = LunState::open(path, &[]).unwrap();
+    assert_eq!(again.config_string(), b"owner");
+    assert_eq!(again.access().mask, vec![A, B]);
+    assert_eq!(again.access().reserve, vec![A]);
+}
+
+#[test]
+fn mask_edits_apply_in_order_and_stop_at_the_first_failure() {
+    let s = LunState::open(temp_state("mask"), &[]).unwrap();
+    let out = s
+        .mask(
+            MaskCommand::Edit,
+            [
+                (D::Add, A),
+                (D::Add, A),
+                (D::Add, B),
+                (D::Delete, A),
+                (D::Delete, A),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+    assert_eq!(out, MaskOutcome::List(vec![B]));
+    let out = s
+        .mask(
+            MaskCommand::Edit,
+            [(D::Add, A), (D::Other(9), B)].into_iter(),
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        MaskOutcome::EditFailed {
+            error: crate::wire::MaskError::BadDirective,
+            index: 1
+        }
+    );
+    assert_eq!(s.access().mask, vec![B], "a failed edit changes nothing");
+    let many = (0..=255u8).map(|i| (D::Add, MacAddr([2, 0, 0, 0, 1, i])));
+    let out = s.mask(MaskCommand::Edit, many).unwrap();
+    assert_eq!(
+        out,
+        MaskOutcome::EditFailed {
+            error: crate::wire::MaskError::ListFull,
+            index: 254
+        }
+    );
+    assert_eq!(
+        s.mask(MaskCommand::Other(5), std::iter::empty()).unwrap(),
+        MaskOutcome::BadArgument
+    );
+}
+
+#[test]
+fn reservations() {
+    let s = LunState::open(temp_state("resv"), &[]).unwrap();
+    assert_eq!(
+        s.reserve(R::Set, A, [A].into_iter()).unwrap(),
+        ReserveOutcome::List(vec![A])
+    );
+    assert!(s.access().reserved_against(B) && !s.access().reserved_against(A));
+    assert_eq!(
+        s.reserve(R::Set, B, [B].into_iter()).unwrap(),
+        ReserveOutcome::Error(6)
+    );
+    assert_eq!(
+        s.reserve(R::ForceSet, B, [B].into_iter()).unwrap(),
+        ReserveOutcome::List(vec![B])
+    );
+    assert_eq!(
+        s.reserve(R::Set, B, std::iter::empty()).unwrap(),
+        ReserveOutcome::List(vec![])
+    );
+    assert!(!s.access().reserved_against(A));
+    assert_eq!(
+        s.reserve(R::Other(3), A, std::iter::empty()).unwrap(),
+        ReserveOutcome::Error(2)
+    );
+}
+
+#[test]
+fn corrupt_state_is_a_clear_error() {
+    let path = temp_state("corrupt");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"{not json").unwrap();
+    let err = LunState::open(path, &[]).err().unwrap().to_string();
+    assert!(err.contains("corrupt state file"), "{err}");
+}
