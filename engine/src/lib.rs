@@ -6,4 +6,8 @@
 
 pub mod ata;
 pub mod lun;
+pub mod net;
+pub mod shelf;
+pub mod store;
 pub mod wire;
+pub mod worker;

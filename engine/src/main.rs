@@ -1,1 +1,185 @@
-fn main() {}
+//! The `ethershelf` command: serve a shelf from a YAML file, check a file, or export one
+//! file vblade-style.
+
+use clap::{Parser, Subcommand};
+use ethershelf_config::{Config, Lun, Port, PortMode, WriteCache, DEFAULT_BUFFER_COUNT};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// ethershelf: an ATA-over-Ethernet (AoE) storage shelf.
+///
+/// Exports files and block devices as AoE LUNs (e<shelf>.<slot>) on one or more Ethernet
+/// ports. Writes are acknowledged only once stable unless a LUN opts into write-back.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the shelf described by a YAML file until SIGINT/SIGTERM.
+    Serve {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Serve on these interfaces instead of the file's ports (repeatable).
+        #[arg(short, long = "interface", value_name = "IFACE")]
+        interfaces: Vec<String>,
+    },
+    /// Validate a configuration file (and that its LUN files can be opened); print a summary.
+    Check {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Export one file like vblade: `ethershelf export [-r] SHELF SLOT IFACE FILE`.
+    Export {
+        /// Read-only export (writes fail with ATA ABRT).
+        #[arg(short = 'r', long)]
+        read_only: bool,
+        /// Cap the sectors per frame (the interface MTU caps it too).
+        #[arg(long, value_name = "N")]
+        mtu_sectors: Option<u8>,
+        /// Acknowledge writes before they are stable; FLUSH CACHE syncs.
+        #[arg(long)]
+        writeback: bool,
+        /// Do not use O_DIRECT.
+        #[arg(long)]
+        buffered: bool,
+        /// Where the config string, mask and reservations persist.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/ethershelf")]
+        state_dir: PathBuf,
+        /// Shelf number (AoE major), 0..65534.
+        shelf: u16,
+        /// Slot number (AoE minor), 0..254.
+        slot: u8,
+        /// Interface to serve on.
+        iface: String,
+        /// File or block device to export.
+        file: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ETHERSHELF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    ethershelf_config::load(path).map_err(|e| e.to_string())
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { config, interfaces } => {
+            let mut cfg = load(&config)?;
+            if !interfaces.is_empty() {
+                let mode = cfg.ports.first().map(|p| p.mode).unwrap_or(PortMode::Auto);
+                cfg.ports = interfaces
+                    .into_iter()
+                    .map(|interface| Port {
+                        interface,
+                        mode,
+                        max_sectors: None,
+                    })
+                    .collect();
+            }
+            tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "ethershelf starting");
+            ethershelf::shelf::serve(&cfg).map_err(|e| e.to_string())
+        }
+        Command::Check { config } => {
+            let cfg = load(&config)?;
+            ethershelf::shelf::open_targets(&cfg).map_err(|e| e.to_string())?;
+            println!(
+                "{}: OK: shelf {}, {} port(s), {} LUN(s)",
+                config.display(),
+                cfg.shelf,
+                cfg.ports.len(),
+                cfg.luns.len()
+            );
+            for l in &cfg.luns {
+                println!(
+                    "  e{}.{}  {}{}",
+                    cfg.shelf,
+                    l.slot,
+                    l.file.display(),
+                    if l.read_only { " (read-only)" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        Command::Export {
+            read_only,
+            mtu_sectors,
+            writeback,
+            buffered,
+            state_dir,
+            shelf,
+            slot,
+            iface,
+            file,
+        } => {
+            if shelf >= 0xFFFF || shelf == 0xFFF {
+                return Err(format!(
+                    "shelf {shelf} cannot be used: pick 0..65534 other than 4095"
+                ));
+            }
+            if slot == 0xFF {
+                return Err("slot 255 is the broadcast slot: pick 0..254".into());
+            }
+            if mtu_sectors == Some(0) {
+                return Err("--mtu-sectors must be at least 1".into());
+            }
+            let cfg = Config {
+                shelf,
+                ports: vec![Port {
+                    interface: iface,
+                    mode: PortMode::Auto,
+                    max_sectors: mtu_sectors,
+                }],
+                state_dir,
+                buffer_count: DEFAULT_BUFFER_COUNT,
+                luns: vec![Lun {
+                    slot,
+                    file,
+                    offset: 0,
+                    length: None,
+                    read_only,
+                    write_cache: if writeback {
+                        WriteCache::Writeback
+                    } else {
+                        WriteCache::Writethrough
+                    },
+                    direct: !buffered,
+                    mask: vec![],
+                }],
+            };
+            ethershelf::shelf::serve(&cfg).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ethershelf: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -46,7 +46,10 @@ pub fn identify_page(info: &IdentifyInfo<'_>) -> [u8; 512] {
     set_word(&mut page, 61, (lba28 >> 16) as u16);
     // 83 (supported) / 86 (enabled): bit 10 LBA48, 12 FLUSH CACHE, 13 FLUSH CACHE EXT.
     set_word(&mut page, 83, 0x4000 | 0x3400);
+    // 82 (supported) / 85 (enabled): bit 0 SMART, answered for health reporting.
+    set_word(&mut page, 82, 0x0001);
     set_word(&mut page, 84, 0x4000);
+    set_word(&mut page, 85, 0x0001);
     set_word(&mut page, 86, 0x3400);
     set_word(&mut page, 87, 0x4000);
     set_word(&mut page, 93, 0x400B);

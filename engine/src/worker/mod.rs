@@ -1,0 +1,716 @@
+//! The worker loop: receive a batch of frames, answer what needs no disk at once, turn reads,
+//! writes and flushes into io_uring submissions, reap completions, build replies in place and
+//! send them from the port each request came in on.
+//!
+//! One worker owns its ports' sockets, its slab of frame buffers and its io_uring: nothing on
+//! the frame path allocates or takes a lock (LUN access lists are read through `ArcSwap`).
+
+mod ordering;
+pub mod reply;
+mod slab;
+mod stats;
+mod target;
+
+pub use ordering::{Extent, WriteOrder};
+pub use slab::Slab;
+pub use stats::WorkerStats;
+pub use target::{firmware_version, Target};
+
+use crate::ata::{self, AtaCommand, AtaOutcome, ERROR_UNC};
+use crate::net::{FrameBuf, FrameIo};
+use crate::wire::*;
+use io_uring::{opcode, squeue, types, IoUring};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+/// Frames received per system call at most.
+const RX_BATCH: usize = 64;
+/// user_data kinds.
+const UD_IO: u64 = 1 << 32;
+const UD_POLL: u64 = 2 << 32;
+const UD_STOP: u64 = 3 << 32;
+
+/// What a slot holds while it is not free.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotState {
+    port: u16,
+    target: u16,
+    op: Op,
+    lba: u64,
+    count: u8,
+    retried_buffered: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Op {
+    #[default]
+    Idle,
+    Read,
+    Write,
+    Flush,
+}
+
+/// A port and what it advertises.
+pub struct WorkerPort {
+    /// Frame I/O.
+    pub io: Box<dyn FrameIo + Send>,
+    /// Sectors per frame advertised on this port.
+    pub max_sectors: u8,
+}
+
+/// One worker: ports, targets, buffers, ring.
+pub struct Worker {
+    ports: Vec<WorkerPort>,
+    targets: Arc<Vec<Arc<Target>>>,
+    by_slot: [u16; 256],
+    shelf: u16,
+    ring: IoUring,
+    fixed_buffers: bool,
+    slab: Slab,
+    free: Vec<u32>,
+    slots: Vec<SlotState>,
+    order: WriteOrder,
+    ready: Vec<u32>,
+    tx: Vec<Vec<(u32, usize)>>,
+    stop_fd: RawFd,
+    in_flight: usize,
+    /// Counters.
+    pub stats: WorkerStats,
+}
+
+const NO_TARGET: u16 = u16::MAX;
+
+impl Worker {
+    /// Builds a worker with `slots` frame buffers. `stop_fd` becomes readable to stop it.
+    pub fn new(
+        shelf: u16,
+        ports: Vec<WorkerPort>,
+        targets: Arc<Vec<Arc<Target>>>,
+        slots: usize,
+        stop_fd: RawFd,
+    ) -> io::Result<Worker> {
+        let max_frame = ports
+            .iter()
+            .map(|p| p.io.mtu() as usize + 14)
+            .max()
+            .unwrap_or(1514)
+            .max(1514);
+        let slab = Slab::new(slots, max_frame)?;
+        let ring = IoUring::new((slots + ports.len() + 4).next_power_of_two() as u32)?;
+        let iov = libc::iovec {
+            iov_base: slab.base() as *mut libc::c_void,
+            iov_len: slab.len(),
+        };
+        // SAFETY: the registered region is the slab, which lives as long as the worker and
+        // therefore as long as the ring (fields drop after use ends in `run`).
+        let fixed_buffers = match unsafe { ring.submitter().register_buffers(&[iov]) } {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring buffer registration failed; using unregistered buffers");
+                false
+            }
+        };
+        let mut by_slot = [NO_TARGET; 256];
+        for (i, t) in targets.iter().enumerate() {
+            by_slot[t.slot as usize] = i as u16;
+        }
+        let nports = ports.len();
+        Ok(Worker {
+            ports,
+            targets,
+            by_slot,
+            shelf,
+            ring,
+            fixed_buffers,
+            slab,
+            free: (0..slots as u32).rev().collect(),
+            slots: vec![SlotState::default(); slots],
+            order: WriteOrder::new(slots),
+            ready: Vec::with_capacity(slots),
+            tx: (0..nports).map(|_| Vec::with_capacity(slots)).collect(),
+            stop_fd,
+            in_flight: 0,
+            stats: WorkerStats::default(),
+        })
+    }
+
+    /// Sends the unsolicited config announcement of every LUN on every port: broadcast, or
+    /// unicast to each MAC of a non-empty mask list.
+    pub fn announce(&mut self) {
+        for port in 0..self.ports.len() {
+            let mac = self.ports[port].io.mac();
+            let sectors = self.ports[port].max_sectors;
+            for t in 0..self.targets.len() {
+                let target = self.targets[t].clone();
+                let access = target.state.access();
+                let dests: Vec<MacAddr> = if access.mask.is_empty() {
+                    vec![MacAddr::BROADCAST]
+                } else {
+                    access.mask.clone()
+                };
+                let string = target.state.config_string();
+                for dst in dests {
+                    let Some(slot) = self.free.pop() else { return };
+                    let req = AoeHeaderRepr {
+                        dst: mac,
+                        src: dst,
+                        version: AOE_VERSION,
+                        response: false,
+                        error: None,
+                        shelf: target.shelf,
+                        slot: target.slot,
+                        command: AoeCommand::QueryConfig,
+                        tag: 0,
+                    };
+                    let frame = self.slab.frame(slot as usize);
+                    let len = reply::config_frame(
+                        frame,
+                        &req,
+                        mac,
+                        &target,
+                        sectors,
+                        ConfigCommand::Read,
+                        &string,
+                    );
+                    self.tx[port].push((slot, len));
+                }
+            }
+        }
+        self.flush_tx();
+    }
+
+    fn push_sqe(&mut self, sqe: squeue::Entry) {
+        // The ring has an entry for every slot plus the polls, so it cannot be full; if the
+        // kernel has not consumed entries yet, submitting makes room.
+        // SAFETY: every buffer an entry points at is a slab slot owned by that in-flight
+        // operation until its completion is reaped; fds outlive the ring.
+        unsafe {
+            while self.ring.submission().push(&sqe).is_err() {
+                let _ = self.ring.submit();
+            }
+        }
+    }
+
+    fn arm_poll(&mut self, port: usize) {
+        let fd = self.ports[port].io.poll_fd();
+        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(UD_POLL | port as u64);
+        self.push_sqe(sqe);
+    }
+
+    /// Runs until the stop descriptor fires, then drains in-flight I/O and returns.
+    pub fn run(&mut self) -> io::Result<()> {
+        let nports = self.ports.len();
+        let mut armed = vec![false; nports];
+        let mut readable = vec![false; nports];
+        let stop = opcode::PollAdd::new(types::Fd(self.stop_fd), libc::POLLIN as u32)
+            .build()
+            .user_data(UD_STOP);
+        self.push_sqe(stop);
+        let mut stopping = false;
+        let mut completions: Vec<(u64, i32)> = Vec::with_capacity(self.slots.len() + nports + 4);
+        loop {
+            for p in 0..nports {
+                if !stopping && !armed[p] && !readable[p] {
+                    self.arm_poll(p);
+                    armed[p] = true;
+                }
+            }
+            let busy = !stopping && readable.iter().any(|r| *r) && !self.free.is_empty();
+            let res = if busy {
+                self.ring.submit()
+            } else {
+                self.ring.submit_and_wait(1)
+            };
+            if let Err(e) = res {
+                if e.raw_os_error() != Some(libc::EINTR) && e.raw_os_error() != Some(libc::EBUSY) {
+                    return Err(e);
+                }
+            }
+            completions.clear();
+            completions.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+            for &(ud, result) in &completions {
+                match ud & !0xFFFF_FFFF {
+                    UD_IO => self.complete_io((ud & 0xFFFF_FFFF) as u32, result),
+                    UD_POLL => {
+                        let p = (ud & 0xFFFF_FFFF) as usize;
+                        armed[p] = false;
+                        readable[p] = true;
+                    }
+                    UD_STOP => {
+                        if !stopping {
+                            tracing::info!(
+                                in_flight = self.in_flight,
+                                "stop requested: finishing in-flight I/O"
+                            );
+                        }
+                        stopping = true;
+                    }
+                    _ => {}
+                }
+            }
+            if !stopping {
+                for (p, r) in readable.iter_mut().enumerate() {
+                    if *r && self.receive(p) {
+                        *r = false;
+                    }
+                }
+            }
+            self.flush_tx();
+            if stopping && self.in_flight == 0 && self.order.pending() == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Receives and handles frames from `port`; returns true once the socket is drained.
+    fn receive(&mut self, port: usize) -> bool {
+        let mut bufs = [FrameBuf {
+            ptr: std::ptr::null_mut(),
+            len: 0,
+        }; RX_BATCH];
+        let mut ids = [0u32; RX_BATCH];
+        let mut lens = [0usize; RX_BATCH];
+        for _round in 0..4 {
+            let want = self.free.len().min(RX_BATCH);
+            if want == 0 {
+                return false;
+            }
+            let cap = self.slab.frame_capacity();
+            for i in 0..want {
+                let id = self.free.pop().unwrap_or_default();
+                ids[i] = id;
+                bufs[i] = FrameBuf {
+                    ptr: self.slab.frame_ptr(id as usize),
+                    len: cap,
+                };
+            }
+            // SAFETY: each buffer is a free slab slot owned by this worker, `cap` bytes long.
+            let got = match unsafe {
+                self.ports[port]
+                    .io
+                    .recv_batch(&bufs[..want], &mut lens[..want])
+            } {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(port = self.ports[port].io.name(), error = %e, "receive failed");
+                    0
+                }
+            };
+            for i in (got..want).rev() {
+                self.free.push(ids[i]);
+            }
+            for i in 0..got {
+                self.stats.rx_frames += 1;
+                self.handle(port, ids[i], lens[i]);
+            }
+            if got < want {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn release(&mut self, slot: u32) {
+        self.slots[slot as usize].op = Op::Idle;
+        self.free.push(slot);
+    }
+
+    fn send(&mut self, port: usize, slot: u32, len: usize) {
+        self.tx[port].push((slot, len));
+    }
+
+    fn flush_tx(&mut self) {
+        for port in 0..self.ports.len() {
+            if self.tx[port].is_empty() {
+                continue;
+            }
+            let mut start = 0;
+            while start < self.tx[port].len() {
+                let mut frames = [FrameBuf {
+                    ptr: std::ptr::null_mut(),
+                    len: 0,
+                }; RX_BATCH];
+                let chunk = &self.tx[port][start..(start + RX_BATCH).min(self.tx[port].len())];
+                for (i, (slot, len)) in chunk.iter().enumerate() {
+                    frames[i] = FrameBuf {
+                        ptr: self.slab.frame_ptr(*slot as usize),
+                        len: *len,
+                    };
+                }
+                let n = chunk.len();
+                // SAFETY: each frame is a slab slot holding a built reply of `len` bytes, not
+                // freed until after this call.
+                match unsafe { self.ports[port].io.send_batch(&frames[..n]) } {
+                    Ok(sent) => {
+                        self.stats.tx_frames += sent as u64;
+                        self.stats.tx_errors += (n - sent) as u64;
+                    }
+                    Err(e) => {
+                        self.stats.tx_errors += n as u64;
+                        tracing::warn!(port = self.ports[port].io.name(), error = %e, "send failed");
+                    }
+                }
+                start += n;
+            }
+            for i in 0..self.tx[port].len() {
+                let slot = self.tx[port][i].0;
+                self.release(slot);
+            }
+            self.tx[port].clear();
+        }
+    }
+
+    /// Handles one received frame in `slot`.
+    fn handle(&mut self, port: usize, slot: u32, len: usize) {
+        let port_mac = self.ports[port].io.mac();
+        let frame = self.slab.frame(slot as usize);
+        let Ok(view) = AoeFrame::new_checked(&frame[..len]) else {
+            self.stats.drop_truncated += 1;
+            return self.release(slot);
+        };
+        let Ok(req) = AoeHeaderRepr::parse(&view) else {
+            self.stats.drop_truncated += 1;
+            return self.release(slot);
+        };
+        if req.response || req.src == port_mac {
+            self.stats.drop_response += 1;
+            return self.release(slot);
+        }
+        if req.shelf != self.shelf && req.shelf != 0xFFFF {
+            self.stats.drop_not_ours += 1;
+            return self.release(slot);
+        }
+        if req.slot == 0xFF {
+            // Discovery: every LUN answers a wildcard config query. Anything else sent to
+            // the wildcard is served only when exactly one LUN is exported (like vblade).
+            if req.command == AoeCommand::QueryConfig {
+                return self.wildcard_config(port, slot, len, &req);
+            }
+            if self.targets.len() != 1 {
+                self.stats.drop_ambiguous += 1;
+                return self.release(slot);
+            }
+            self.handle_for(port, slot, len, &req, 0)
+        } else {
+            match self.by_slot[req.slot as usize] {
+                NO_TARGET => {
+                    self.stats.drop_not_ours += 1;
+                    self.release(slot)
+                }
+                t => self.handle_for(port, slot, len, &req, t),
+            }
+        }
+    }
+
+    fn wildcard_config(&mut self, port: usize, slot: u32, len: usize, req: &AoeHeaderRepr) {
+        let n = self.targets.len();
+        let mut answered = false;
+        for t in 0..n {
+            // The last target reuses the request's own slot; earlier ones copy it.
+            let reply_slot = if t + 1 == n {
+                slot
+            } else {
+                let Some(copy) = self.free.pop() else {
+                    continue;
+                };
+                let src = self.slab.frame_ptr(slot as usize);
+                let dst = self.slab.frame_ptr(copy as usize);
+                // SAFETY: two distinct slots of the slab, `len` <= frame capacity.
+                unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+                copy
+            };
+            answered |= self.handle_for_inner(port, reply_slot, len, req, t as u16);
+        }
+        if n == 0 || !answered {
+            // Nothing to send; `handle_for_inner` released the slots it did not use.
+        }
+    }
+
+    fn handle_for(&mut self, port: usize, slot: u32, len: usize, req: &AoeHeaderRepr, t: u16) {
+        self.handle_for_inner(port, slot, len, req, t);
+    }
+
+    /// Serves `req` for target `t`. Returns true if a reply was queued or I/O submitted.
+    fn handle_for_inner(
+        &mut self,
+        port: usize,
+        slot: u32,
+        len: usize,
+        req: &AoeHeaderRepr,
+        t: u16,
+    ) -> bool {
+        let target = self.targets[t as usize].clone();
+        let port_mac = self.ports[port].io.mac();
+        let access = target.state.access();
+        if !access.admits(req.src) {
+            self.stats.drop_masked += 1;
+            self.release(slot);
+            return false;
+        }
+        let frame = self.slab.frame(slot as usize);
+        if req.version != AOE_VERSION {
+            let n = reply::aoe_error(
+                frame,
+                req,
+                port_mac,
+                target.shelf,
+                target.slot,
+                AoeErrorCode::UnsupportedVersion as u8,
+            );
+            self.stats.aoe_errors += 1;
+            self.send(port, slot, n);
+            return true;
+        }
+        let max_frame = self.ports[port].io.mtu() as usize + 14;
+        let sectors = self.ports[port].max_sectors;
+        let result = match req.command {
+            AoeCommand::Ata => {
+                return self.ata(port, slot, len, req, t, access.reserved_against(req.src))
+            }
+            AoeCommand::QueryConfig => reply::config(frame, len, req, port_mac, &target, sectors),
+            AoeCommand::MacMask => reply::mask(frame, len, req, port_mac, &target, max_frame),
+            AoeCommand::Reserve => reply::reserve(frame, len, req, port_mac, &target),
+            AoeCommand::Other(_) => {
+                self.stats.aoe_errors += 1;
+                Ok(Some(reply::aoe_error(
+                    frame,
+                    req,
+                    port_mac,
+                    target.shelf,
+                    target.slot,
+                    AoeErrorCode::BadCommand as u8,
+                )))
+            }
+        };
+        match result {
+            Ok(Some(n)) => {
+                if frame[14] & 0x04 != 0 {
+                    self.stats.aoe_errors += 1;
+                }
+                self.send(port, slot, n);
+                true
+            }
+            Ok(None) => {
+                self.stats.silent_config += 1;
+                self.release(slot);
+                false
+            }
+            Err(why) => {
+                tracing::debug!(src = %req.src, why, "dropped malformed frame");
+                self.stats.drop_malformed += 1;
+                self.release(slot);
+                false
+            }
+        }
+    }
+
+    fn ata(
+        &mut self,
+        port: usize,
+        slot: u32,
+        len: usize,
+        req: &AoeHeaderRepr,
+        t: u16,
+        reserved: bool,
+    ) -> bool {
+        let target = self.targets[t as usize].clone();
+        let port_mac = self.ports[port].io.mac();
+        let frame = self.slab.frame(slot as usize);
+        let Ok(packet) = AtaPacket::new_checked(&frame[AOE_HEADER_LEN..len]) else {
+            self.stats.drop_truncated += 1;
+            self.release(slot);
+            return false;
+        };
+        let Ok(repr) = AtaRepr::parse(&packet) else {
+            self.stats.drop_truncated += 1;
+            self.release(slot);
+            return false;
+        };
+        let payload = len - ATA_DATA_OFFSET;
+        let decoded = ata::decode(
+            &repr,
+            target.backing.sectors(),
+            self.ports[port].max_sectors,
+            payload,
+            target.backing.read_only(),
+        );
+        if reserved && decoded != Ok(AtaCommand::Identify) {
+            self.stats.aoe_errors += 1;
+            let n = reply::aoe_error(
+                frame,
+                req,
+                port_mac,
+                target.shelf,
+                target.slot,
+                AoeErrorCode::TargetReserved as u8,
+            );
+            self.send(port, slot, n);
+            return true;
+        }
+        let n = match decoded {
+            Err(rejection) => {
+                self.stats.ata_errors += 1;
+                tracing::debug!(src = %req.src, ?rejection, "ATA request refused");
+                reply::ata(
+                    frame,
+                    req,
+                    port_mac,
+                    &target,
+                    AtaOutcome::failed(rejection.error_bits()),
+                    0,
+                )
+            }
+            Ok(AtaCommand::Identify) => {
+                reply::ata_immediate_identify(frame, req, port_mac, &target)
+            }
+            Ok(AtaCommand::CheckPowerMode) => reply::ata_check_power(frame, req, port_mac, &target),
+            Ok(AtaCommand::Smart(cmd)) => reply::ata_smart(frame, req, port_mac, &target, cmd),
+            Ok(AtaCommand::Read { lba, count }) => {
+                return self.start_io(port, slot, t, Op::Read, lba, count)
+            }
+            Ok(AtaCommand::Write { lba, count }) => {
+                return self.start_io(port, slot, t, Op::Write, lba, count)
+            }
+            Ok(AtaCommand::Flush) => return self.start_io(port, slot, t, Op::Flush, 0, 0),
+        };
+        self.send(port, slot, n);
+        true
+    }
+
+    fn start_io(&mut self, port: usize, slot: u32, t: u16, op: Op, lba: u64, count: u8) -> bool {
+        self.slots[slot as usize] = SlotState {
+            port: port as u16,
+            target: t,
+            op,
+            lba,
+            count,
+            retried_buffered: false,
+        };
+        if op == Op::Write
+            && !self.order.admit(
+                slot,
+                Extent {
+                    lun: t,
+                    lba,
+                    count: count as u32,
+                },
+            )
+        {
+            self.stats.ordered_waits += 1;
+            return true;
+        }
+        self.submit(slot);
+        true
+    }
+
+    fn submit(&mut self, slot: u32) {
+        let s = self.slots[slot as usize];
+        let target = &self.targets[s.target as usize];
+        let fd = types::Fd(if s.retried_buffered {
+            target.backing.buffered_fd()
+        } else {
+            target.backing.fd()
+        });
+        // SAFETY: the frame pointer lies inside slot `slot`; data starts at offset 36.
+        let data = unsafe { self.slab.frame_ptr(slot as usize).add(ATA_DATA_OFFSET) };
+        let bytes = s.count as u32 * SECTOR_SIZE as u32;
+        let offset = target.backing.byte_offset(s.lba);
+        let ud = UD_IO | slot as u64;
+        let sqe = match s.op {
+            Op::Read if self.fixed_buffers => opcode::ReadFixed::new(fd, data, bytes, 0)
+                .offset(offset)
+                .build(),
+            Op::Read => opcode::Read::new(fd, data, bytes).offset(offset).build(),
+            Op::Write => {
+                let flags = if target.writethrough {
+                    libc::RWF_DSYNC
+                } else {
+                    0
+                };
+                if self.fixed_buffers {
+                    opcode::WriteFixed::new(fd, data, bytes, 0)
+                        .offset(offset)
+                        .rw_flags(flags)
+                        .build()
+                } else {
+                    opcode::Write::new(fd, data, bytes)
+                        .offset(offset)
+                        .rw_flags(flags)
+                        .build()
+                }
+            }
+            Op::Flush => opcode::Fsync::new(fd)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build(),
+            Op::Idle => return,
+        };
+        self.in_flight += 1;
+        self.push_sqe(sqe.user_data(ud));
+    }
+
+    fn complete_io(&mut self, slot: u32, result: i32) {
+        self.in_flight -= 1;
+        let s = self.slots[slot as usize];
+        let target = self.targets[s.target as usize].clone();
+        let expected = s.count as i32 * SECTOR_SIZE as i32;
+        // O_DIRECT refuses misaligned I/O with EINVAL (e.g. 512-byte requests on a 4Kn
+        // device): retry once through the page cache (still RWF_DSYNC in writethrough).
+        if result == -libc::EINVAL
+            && !s.retried_buffered
+            && target.backing.is_direct()
+            && s.op != Op::Flush
+        {
+            self.stats.direct_fallbacks += 1;
+            self.slots[slot as usize].retried_buffered = true;
+            return self.submit(slot);
+        }
+        let ok = match s.op {
+            Op::Flush => result == 0,
+            _ => result == expected,
+        };
+        if !ok {
+            tracing::error!(lun = %format!("{}.{}", target.shelf, target.slot), path = %target.backing.path().display(), op = ?s.op, lba = s.lba, count = s.count, result, "I/O failed; answering ATA UNC");
+        }
+        if s.op == Op::Write {
+            self.ready.clear();
+            let mut ready = std::mem::take(&mut self.ready);
+            self.order.complete(slot, &mut ready);
+            for &w in &ready {
+                self.submit(w);
+            }
+            self.ready = ready;
+        }
+        let (outcome, data_len) = match (ok, s.op) {
+            (false, _) => {
+                self.stats.ata_errors += 1;
+                (AtaOutcome::failed(ERROR_UNC), 0)
+            }
+            (true, Op::Read) => {
+                self.stats.reads += 1;
+                (AtaOutcome::OK, expected as usize)
+            }
+            (true, Op::Write) => {
+                self.stats.writes += 1;
+                (AtaOutcome::OK, 0)
+            }
+            (true, _) => {
+                self.stats.flushes += 1;
+                (AtaOutcome::OK, 0)
+            }
+        };
+        let port = s.port as usize;
+        let port_mac = self.ports[port].io.mac();
+        let frame = self.slab.frame(slot as usize);
+        let Ok(view) = AoeFrame::new_checked(&frame[..]) else {
+            return self.release(slot);
+        };
+        let Ok(req) = AoeHeaderRepr::parse(&view) else {
+            return self.release(slot);
+        };
+        let n = reply::ata(frame, &req, port_mac, &target, outcome, data_len);
+        self.send(port, slot, n);
+    }
+}

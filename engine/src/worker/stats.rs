@@ -1,0 +1,66 @@
+//! Plain per-worker counters (owned by one thread, no atomics on the hot path).
+
+use std::fmt;
+
+/// What one worker has seen and done.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerStats {
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Frames sent.
+    pub tx_frames: u64,
+    /// Frames that failed to send.
+    pub tx_errors: u64,
+    /// Dropped: shorter than a header, or truncated by the socket.
+    pub drop_truncated: u64,
+    /// Dropped: R flag set (a response, maybe our own).
+    pub drop_response: u64,
+    /// Dropped: addressed to another shelf or slot.
+    pub drop_not_ours: u64,
+    /// Dropped: sender not on the LUN's mask list.
+    pub drop_masked: u64,
+    /// Dropped: a config/mask/reserve argument too short or inconsistent.
+    pub drop_malformed: u64,
+    /// Dropped: config test/prefix mismatch (silence is the answer).
+    pub silent_config: u64,
+    /// Wildcard ATA/mask/reserve requests that matched several LUNs (refused).
+    pub drop_ambiguous: u64,
+    /// Reads completed.
+    pub reads: u64,
+    /// Writes completed.
+    pub writes: u64,
+    /// Flushes completed.
+    pub flushes: u64,
+    /// ATA errors sent (ABRT/IDNF/UNC).
+    pub ata_errors: u64,
+    /// AoE errors sent.
+    pub aoe_errors: u64,
+    /// I/O retried without O_DIRECT because of alignment.
+    pub direct_fallbacks: u64,
+    /// Writes that waited behind an overlapping write.
+    pub ordered_waits: u64,
+}
+
+impl WorkerStats {
+    /// All dropped frames.
+    pub fn dropped(&self) -> u64 {
+        self.drop_truncated
+            + self.drop_response
+            + self.drop_not_ours
+            + self.drop_masked
+            + self.drop_malformed
+            + self.drop_ambiguous
+    }
+}
+
+impl fmt::Display for WorkerStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rx={} tx={} tx_errors={} dropped={} (truncated={} response={} not_ours={} masked={} malformed={} ambiguous={}) silent_config={} reads={} writes={} flushes={} ata_errors={} aoe_errors={} direct_fallbacks={} ordered_waits={}",
+            self.rx_frames, self.tx_frames, self.tx_errors, self.dropped(), self.drop_truncated, self.drop_response, self.drop_not_ours,
+            self.drop_masked, self.drop_malformed, self.drop_ambiguous, self.silent_config, self.reads, self.writes, self.flushes,
+            self.ata_errors, self.aoe_errors, self.direct_fallbacks, self.ordered_waits
+        )
+    }
+}

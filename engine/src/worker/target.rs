@@ -1,0 +1,65 @@
+//! An exported LUN as the worker sees it: protocol state, backing store and fixed replies.
+
+use crate::ata::{identify_page, IdentifyInfo};
+use crate::lun::LunState;
+use crate::store::Backing;
+
+/// One exported LUN (`e<shelf>.<slot>`), shared read-mostly between workers.
+pub struct Target {
+    /// Shelf (AoE major).
+    pub shelf: u16,
+    /// Slot (AoE minor).
+    pub slot: u8,
+    /// Config string, mask and reservations.
+    pub state: LunState,
+    /// The backing store.
+    pub backing: Backing,
+    /// Acknowledge writes only once stable (`RWF_DSYNC`).
+    pub writethrough: bool,
+    /// Advertised buffer count.
+    pub buffer_count: u16,
+    /// The IDENTIFY page, built once.
+    pub identify: [u8; 512],
+}
+
+/// Firmware version in Query Config replies: 0xMmmp from the crate version (0.1.0 = 0x0010).
+pub fn firmware_version() -> u16 {
+    let v = |i: usize| {
+        env!("CARGO_PKG_VERSION")
+            .split('.')
+            .nth(i)
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0)
+    };
+    (v(0) << 12) | ((v(1) & 0xff) << 4) | (v(2) & 0xf)
+}
+
+impl Target {
+    /// Builds a target; `host_id` makes serial numbers unique across shelves.
+    pub fn new(
+        shelf: u16,
+        slot: u8,
+        state: LunState,
+        backing: Backing,
+        writethrough: bool,
+        buffer_count: u16,
+        host_id: &str,
+    ) -> Target {
+        let serial = format!("{shelf}.{slot}:{host_id}");
+        let identify = identify_page(&IdentifyInfo {
+            sectors: backing.sectors(),
+            serial: &serial,
+            firmware: env!("CARGO_PKG_VERSION"),
+            model: "ethershelf",
+        });
+        Target {
+            shelf,
+            slot,
+            state,
+            backing,
+            writethrough,
+            buffer_count,
+            identify,
+        }
+    }
+}
