@@ -1,0 +1,256 @@
+//! Lab helpers for integration tests: network namespaces joined by veth pairs (created and
+//! removed by each test), the shelf started inside them, and a raw AoE initiator whose socket
+//! lives in a lab namespace. Nothing touches the root namespace's interfaces.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Fails loudly when a prerequisite is missing.
+pub fn require(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "'{tool}' is missing: install it with `apt-get install {package}` (README command 1 does)"
+    );
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "lab tests need root (network namespaces, AF_PACKET)"
+    );
+}
+
+pub fn run(cmd: &[&str]) -> Output {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ethershelf"))
+}
+
+/// A shelf namespace and one or more host namespaces, each joined to the shelf by a veth pair.
+pub struct Lab {
+    pub id: String,
+    pub shelf_ns: String,
+    pub hosts: Vec<String>,
+    /// (shelf-side, host-side) interface names, one pair per host.
+    pub links: Vec<(String, String)>,
+    pub dir: PathBuf,
+    shelf: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Lab {
+    /// A lab with `hosts` host namespaces at `mtu`.
+    pub fn new(hosts: usize, mtu: u32) -> Lab {
+        require("ip", "iproute2");
+        let id = format!(
+            "{}{}",
+            std::process::id() % 100000,
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let shelf_ns = format!("es{id}s");
+        run(&["ip", "netns", "add", &shelf_ns]);
+        let dir = std::env::temp_dir().join(format!("es-lab-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab {
+            id: id.clone(),
+            shelf_ns: shelf_ns.clone(),
+            hosts: vec![],
+            links: vec![],
+            log: dir.join("shelf.log"),
+            dir,
+            shelf: None,
+        };
+        for h in 0..hosts {
+            let host_ns = format!("es{id}h{h}");
+            run(&["ip", "netns", "add", &host_ns]);
+            lab.hosts.push(host_ns.clone());
+            let (s, hi) = (format!("e{id}s{h}"), format!("e{id}h{h}"));
+            run(&["ip", "link", "add", &s, "type", "veth", "peer", "name", &hi]);
+            run(&["ip", "link", "set", &s, "netns", &shelf_ns]);
+            run(&["ip", "link", "set", &hi, "netns", &host_ns]);
+            let mtu = mtu.to_string();
+            run(&["ip", "-n", &shelf_ns, "link", "set", &s, "mtu", &mtu, "up"]);
+            run(&[
+                "ip", "-n", &host_ns, "link", "set", &hi, "mtu", &mtu, "promisc", "on", "up",
+            ]);
+            lab.links.push((s, hi));
+        }
+        lab
+    }
+
+    pub fn shelf_if(&self, i: usize) -> &str {
+        &self.links[i].0
+    }
+    pub fn host_if(&self, i: usize) -> &str {
+        &self.links[i].1
+    }
+
+    /// A sparse backing file of `bytes`.
+    pub fn disk(&self, name: &str, bytes: u64) -> PathBuf {
+        let p = self.dir.join(name);
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(bytes).unwrap();
+        p
+    }
+
+    /// Writes a config file with one LUN per (slot, file) on every shelf port.
+    pub fn config(&self, shelf: u16, luns: &[(u8, &Path)], extra_lun_yaml: &str) -> PathBuf {
+        let mut y = format!(
+            "shelf: {shelf}\nstate_dir: {}\nports:\n",
+            self.dir.join("state").display()
+        );
+        for (s, _) in &self.links {
+            y += &format!("  - {{ interface: {s}, mode: packet }}\n");
+        }
+        y += "luns:\n";
+        for (slot, file) in luns {
+            y += &format!(
+                "  - slot: {slot}\n    file: {}\n{extra_lun_yaml}",
+                file.display()
+            );
+        }
+        let p = self.dir.join("shelf.yaml");
+        std::fs::write(&p, y).unwrap();
+        p
+    }
+
+    /// Starts `ethershelf ARGS` in the shelf namespace and waits until it serves.
+    pub fn start(&mut self, args: &[&str]) {
+        assert!(self.shelf.is_none(), "shelf already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.shelf_ns])
+            .arg(binary())
+            .args(args)
+            .env("ETHERSHELF_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.shelf = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let serving_count = self.log_text().matches(" serving ").count();
+        loop {
+            let text = self.log_text();
+            if text.matches(" serving ").count() > serving_count {
+                return;
+            }
+            if let Some(status) = self.shelf.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ethershelf exited early ({status}):\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ethershelf did not start serving in 15 s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` to the shelf and waits for it to exit; returns its exit status.
+    pub fn stop_with(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.shelf.take().expect("shelf not running");
+        // `ip netns exec` execs the target, so the child PID is ethershelf itself.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("ethershelf did not stop within 20 s after signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Runs a command in host namespace `h` with a time limit.
+    pub fn host_cmd(&self, h: usize, secs: u32, cmd: &[&str]) -> Output {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.hosts[h],
+                "timeout",
+                &secs.to_string(),
+            ])
+            .args(cmd)
+            .output()
+            .unwrap()
+    }
+
+    /// Spawns a command in host namespace `h` (for captures).
+    pub fn host_spawn(&self, h: usize, cmd: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.hosts[h]])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Opens a raw initiator on host `h`'s interface.
+    pub fn raw(&self, h: usize) -> raw::RawInitiator {
+        raw::RawInitiator::open(&self.hosts[h], self.host_if(h))
+    }
+
+    /// Lines of the shelf log containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        BufReader::new(self.log_text().as_bytes())
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.contains(needle))
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.shelf.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in self.hosts.iter().chain(std::iter::once(&self.shelf_ns)) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

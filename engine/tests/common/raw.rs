@@ -1,0 +1,232 @@
+//! A raw AoE initiator for tests: an AF_PACKET socket opened inside a lab namespace (the
+//! calling thread enters the namespace only while the socket is created).
+
+use ethershelf::wire::*;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+pub struct RawInitiator {
+    fd: OwnedFd,
+    pub mac: MacAddr,
+    pub ifindex: i32,
+}
+
+fn enter_netns(path: &str) -> std::fs::File {
+    let original = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+    let target = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(
+        unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) },
+        0,
+        "setns {path}"
+    );
+    original
+}
+
+impl RawInitiator {
+    pub fn open(netns: &str, iface: &str) -> RawInitiator {
+        let original = enter_netns(&format!("/run/netns/{netns}"));
+        let proto = ETHERTYPE_AOE.to_be() as i32;
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
+        let ifindex =
+            unsafe { libc::if_nametoindex(std::ffi::CString::new(iface).unwrap().as_ptr()) } as i32;
+        let mac_text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).unwrap();
+        assert_eq!(
+            unsafe { libc::setns(original.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns back"
+        );
+        assert!(raw >= 0 && ifindex > 0, "raw socket on {iface} in {netns}");
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto as u16;
+        sll.sll_ifindex = ifindex;
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind");
+        RawInitiator {
+            fd,
+            mac: mac_text.trim().parse().unwrap(),
+            ifindex,
+        }
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+            )
+        };
+        assert_eq!(
+            n as usize,
+            frame.len(),
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Receives the next response frame matching `tag` (any source), or None after `timeout`.
+    pub fn recv_tag(&self, tag: u32, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 10000];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
+                continue;
+            }
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    0,
+                )
+            };
+            if n <= 0 {
+                continue;
+            }
+            let frame = &buf[..n as usize];
+            if let Ok(f) = AoeFrame::new_checked(frame) {
+                if f.is_response() && f.tag() == tag {
+                    return Some(frame.to_vec());
+                }
+            }
+        }
+    }
+
+    /// A request header from `src` (default: our MAC) to `dst`.
+    pub fn header(
+        &self,
+        src: Option<MacAddr>,
+        dst: MacAddr,
+        shelf: u16,
+        slot: u8,
+        cmd: AoeCommand,
+        tag: u32,
+    ) -> Vec<u8> {
+        let mut f = vec![0u8; AOE_HEADER_LEN];
+        AoeHeaderRepr {
+            dst,
+            src: src.unwrap_or(self.mac),
+            version: 1,
+            response: false,
+            error: None,
+            shelf,
+            slot,
+            command: cmd,
+            tag,
+        }
+        .emit(&mut AoeFrame::new_unchecked(&mut f[..]))
+        .unwrap();
+        f
+    }
+
+    /// An ATA request frame.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ata(
+        &self,
+        src: Option<MacAddr>,
+        shelf: u16,
+        slot: u8,
+        tag: u32,
+        opcode: u8,
+        ext: bool,
+        lba: u64,
+        count: u8,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut f = self.header(src, MacAddr::BROADCAST, shelf, slot, AoeCommand::Ata, tag);
+        let mut a = [0u8; ATA_HEADER_LEN];
+        let lba_bytes = lba.to_le_bytes();
+        let mut l = [
+            lba_bytes[0],
+            lba_bytes[1],
+            lba_bytes[2],
+            lba_bytes[3],
+            lba_bytes[4],
+            lba_bytes[5],
+        ];
+        if !ext {
+            l[3] = (l[3] & 0x0F) | 0xE0;
+            l[4] = 0;
+            l[5] = 0;
+        }
+        let aflags = if ext { AtaFlags::EXTENDED } else { 0 }
+            | if data.is_empty() { 0 } else { AtaFlags::WRITE };
+        AtaRepr {
+            aflags: AtaFlags(aflags),
+            err_feature: 0,
+            sector_count: count,
+            cmd_status: opcode,
+            lba: l,
+        }
+        .emit(&mut AtaPacket::new_unchecked(&mut a[..]))
+        .unwrap();
+        f.extend_from_slice(&a);
+        f.extend_from_slice(data);
+        if f.len() < 60 {
+            f.resize(60, 0);
+        }
+        f
+    }
+
+    /// Sends an ATA request and returns the reply (panics on timeout).
+    #[allow(clippy::too_many_arguments)]
+    pub fn ata_io(
+        &self,
+        shelf: u16,
+        slot: u8,
+        tag: u32,
+        opcode: u8,
+        ext: bool,
+        lba: u64,
+        count: u8,
+        data: &[u8],
+    ) -> Vec<u8> {
+        self.send(&self.ata(None, shelf, slot, tag, opcode, ext, lba, count, data));
+        self.recv_tag(tag, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no reply to ATA {opcode:#x} lba {lba} tag {tag:#x}"))
+    }
+
+    /// Query Config (read) to `shelf.slot`; returns the reply.
+    pub fn query_config(&self, shelf: u16, slot: u8, tag: u32) -> Option<Vec<u8>> {
+        let mut f = self.header(
+            None,
+            MacAddr::BROADCAST,
+            shelf,
+            slot,
+            AoeCommand::QueryConfig,
+            tag,
+        );
+        f.resize(60, 0);
+        self.send(&f);
+        self.recv_tag(tag, Duration::from_secs(2))
+    }
+}
+
+/// ATA status and error registers of a reply.
+pub fn ata_regs(reply: &[u8]) -> (u8, u8) {
+    (reply[27], reply[25])
+}
+
+/// The AoE error code of a reply, if E is set.
+pub fn aoe_error(reply: &[u8]) -> Option<u8> {
+    let f = AoeFrame::new_checked(reply).unwrap();
+    f.is_error().then(|| f.error())
+}
