@@ -1,14 +1,14 @@
 //! A raw AoE initiator for tests: an AF_PACKET socket opened inside a lab namespace (the
 //! calling thread enters the namespace only while the socket is created).
 
+use ethershelf::net::{FrameIo, PacketPort};
 use ethershelf::wire::*;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 pub struct RawInitiator {
-    fd: OwnedFd,
+    port: PacketPort,
     pub mac: MacAddr,
-    pub ifindex: i32,
 }
 
 fn enter_netns(path: &str) -> std::fs::File {
@@ -23,43 +23,30 @@ fn enter_netns(path: &str) -> std::fs::File {
 }
 
 impl RawInitiator {
+    /// Opens a socket on `iface` inside `netns`; the thread returns to its own namespace.
     pub fn open(netns: &str, iface: &str) -> RawInitiator {
         let original = enter_netns(&format!("/run/netns/{netns}"));
-        let proto = ETHERTYPE_AOE.to_be() as i32;
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
-        let ifindex =
-            unsafe { libc::if_nametoindex(std::ffi::CString::new(iface).unwrap().as_ptr()) } as i32;
-        let mac_text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).unwrap();
+        let port = PacketPort::open(iface, 8 << 20);
         assert_eq!(
             unsafe { libc::setns(original.as_raw_fd(), libc::CLONE_NEWNET) },
             0,
             "setns back"
         );
-        assert!(raw >= 0 && ifindex > 0, "raw socket on {iface} in {netns}");
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto as u16;
-        sll.sll_ifindex = ifindex;
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(rc, 0, "bind");
+        let port = port.unwrap_or_else(|e| panic!("raw socket on {iface} in {netns}: {e}"));
         RawInitiator {
-            fd,
-            mac: mac_text.trim().parse().unwrap(),
-            ifindex,
+            mac: port.mac(),
+            port,
         }
+    }
+
+    fn fd(&self) -> i32 {
+        self.port.poll_fd()
     }
 
     pub fn send(&self, frame: &[u8]) {
         let n = unsafe {
             libc::send(
-                self.fd.as_raw_fd(),
+                self.fd(),
                 frame.as_ptr() as *const libc::c_void,
                 frame.len(),
                 0,
@@ -83,7 +70,7 @@ impl RawInitiator {
                 return None;
             }
             let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
+                fd: self.fd(),
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -92,7 +79,7 @@ impl RawInitiator {
             }
             let n = unsafe {
                 libc::recv(
-                    self.fd.as_raw_fd(),
+                    self.fd(),
                     buf.as_mut_ptr() as *mut libc::c_void,
                     buf.len(),
                     0,
