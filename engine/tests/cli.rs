@@ -1,0 +1,91 @@
+//! The command line: help, config checking with located errors, refusals of bad arguments.
+
+mod common;
+use std::process::Command;
+
+fn es(args: &[&str]) -> (bool, String) {
+    let o = Command::new(common::binary()).args(args).output().unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[test]
+fn every_command_explains_itself() {
+    for cmd in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["check", "--help"],
+        vec!["export", "--help"],
+    ] {
+        let (ok, text) = es(&cmd);
+        assert!(ok && text.contains("Usage:"), "{cmd:?}: {text}");
+    }
+    let (_, text) = es(&["export", "--help"]);
+    assert!(
+        text.contains("SHELF")
+            && text.contains("SLOT")
+            && text.contains("IFACE")
+            && text.contains("FILE"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_file_line_column() {
+    let dir = std::env::temp_dir().join(format!("es-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "shelf: 1\nports:\n  - interface: sh0\n    mtu: 9000\n",
+    )
+    .unwrap();
+    let (ok, text) = es(&["check", "-c", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        text.contains(&format!("{}:4:5: unknown field `mtu`", bad.display())),
+        "{text}"
+    );
+
+    let missing = dir.join("missing.yaml");
+    std::fs::write(&missing, format!("shelf: 1\nports: [{{ interface: sh0 }}]\nluns:\n  - {{ slot: 0, file: {}/nope.img }}\n", dir.display())).unwrap();
+    let (ok, text) = es(&["check", "-c", missing.to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("LUN 1.0")
+            && text.contains("nope.img")
+            && text.contains("No such file"),
+        "{text}"
+    );
+
+    let img = dir.join("lun.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, format!("shelf: 1\nstate_dir: {}/state\nports: [{{ interface: sh0 }}]\nluns:\n  - {{ slot: 0, file: {} }}\n", dir.display(), img.display())).unwrap();
+    let (ok, text) = es(&["check", "-c", good.to_str().unwrap()]);
+    assert!(
+        ok && text.contains("OK: shelf 1, 1 port(s), 1 LUN(s)"),
+        "{text}"
+    );
+
+    let tiny = dir.join("tiny.img");
+    std::fs::write(&tiny, b"x").unwrap();
+    let (ok, text) = es(&["export", "1", "0", "lo", tiny.to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("smaller than one 512-byte sector"),
+        "{text}"
+    );
+    let (ok, text) = es(&["export", "1", "255", "lo", img.to_str().unwrap()]);
+    assert!(!ok && text.contains("broadcast slot"), "{text}");
+    let (ok, text) = es(&["export", "65535", "0", "lo", img.to_str().unwrap()]);
+    assert!(!ok && text.contains("pick 0..65534"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
