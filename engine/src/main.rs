@@ -131,7 +131,7 @@ fn run(cli: Cli) -> Result<(), String> {
             iface,
             file,
         } => {
-            if shelf >= 0xFFFF || shelf == 0xFFF {
+            if shelf == 0xFFFF || shelf == 0xFFF {
                 return Err(format!(
                     "shelf {shelf} cannot be used: pick 0..65534 other than 4095"
                 ));

@@ -153,16 +153,21 @@ impl PacketPort {
 
     fn prepare(&mut self, bufs: &[FrameBuf]) -> usize {
         let n = bufs.len().min(PACKET_BATCH);
-        for i in 0..n {
-            self.iovs[i] = libc::iovec {
-                iov_base: bufs[i].ptr as *mut libc::c_void,
-                iov_len: bufs[i].len,
+        for ((iov, msg), buf) in self
+            .iovs
+            .iter_mut()
+            .zip(self.msgs.iter_mut())
+            .zip(&bufs[..n])
+        {
+            *iov = libc::iovec {
+                iov_base: buf.ptr as *mut libc::c_void,
+                iov_len: buf.len,
             };
             // SAFETY: zeroed msghdr is valid; we then point it at one iovec.
-            self.msgs[i].msg_hdr = unsafe { std::mem::zeroed() };
-            self.msgs[i].msg_hdr.msg_iov = &mut self.iovs[i];
-            self.msgs[i].msg_hdr.msg_iovlen = 1;
-            self.msgs[i].msg_len = 0;
+            msg.msg_hdr = unsafe { std::mem::zeroed() };
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+            msg.msg_len = 0;
         }
         n
     }
@@ -207,12 +212,12 @@ impl FrameIo for PacketPort {
                 Err(e)
             };
         }
-        for i in 0..got as usize {
+        for (len, msg) in lens.iter_mut().zip(&self.msgs[..got as usize]) {
             // MSG_TRUNC marks a frame longer than the buffer: report a length that fails parsing.
-            lens[i] = if self.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            *len = if msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 0
             } else {
-                self.msgs[i].msg_len as usize
+                msg.msg_len as usize
             };
         }
         Ok(got as usize)

@@ -407,7 +407,6 @@ impl Worker {
 
     fn wildcard_config(&mut self, port: usize, slot: u32, len: usize, req: &AoeHeaderRepr) {
         let n = self.targets.len();
-        let mut answered = false;
         for t in 0..n {
             // The last target reuses the request's own slot; earlier ones copy it.
             let reply_slot = if t + 1 == n {
@@ -422,10 +421,7 @@ impl Worker {
                 unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
                 copy
             };
-            answered |= self.handle_for_inner(port, reply_slot, len, req, t as u16);
-        }
-        if n == 0 || !answered {
-            // Nothing to send; `handle_for_inner` released the slots it did not use.
+            self.handle_for_inner(port, reply_slot, len, req, t as u16);
         }
     }
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what ethershelf needs on Debian 12: build tools, the lab's peers (vblade, aoetools,
+# tshark, fio), the kernel-initiator harness's qemu, and a Rust toolchain if none is present.
+# Idempotent: packages already installed are skipped quickly.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(build-essential pkg-config iproute2 vblade aoetools tshark fio
+          qemu-system-x86 busybox-static cpio xz-utils procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "== installing: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "== installing the Rust toolchain with rustup"
+    apt-get install -y -qq curl ca-certificates >/dev/null
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+echo "== dependencies ready ($(cargo --version))"
