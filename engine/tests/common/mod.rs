@@ -44,8 +44,29 @@ pub fn run(cmd: &[&str]) -> Output {
     out
 }
 
+/// A workspace binary: cargo's path when the test belongs to its package, else the one built
+/// beside the test executable (`cargo test --workspace` builds every binary).
+fn workspace_bin(own: Option<&str>, name: &str) -> PathBuf {
+    if let Some(p) = own {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run the suite with `cargo test --workspace`",
+        p.display()
+    );
+    p
+}
+
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ethershelf"))
+    workspace_bin(option_env!("CARGO_BIN_EXE_ethershelf"), "ethershelf")
+}
+
+pub fn aoebench() -> PathBuf {
+    workspace_bin(option_env!("CARGO_BIN_EXE_aoebench"), "aoebench")
 }
 
 /// A shelf namespace and one or more host namespaces, each joined to the shelf by a veth pair.
