@@ -288,6 +288,9 @@ pub fn identify(socks: &[AoeSocket], target: &mut Target) -> Result<(), Discover
     Ok(())
 }
 
+/// One target's answer to a config command: its string, or the AoE error code.
+pub type ConfigAnswer = (TargetAddr, Result<Vec<u8>, u8>);
+
 /// Runs a config-string command on `addr` (wildcards allowed); returns (address, string or
 /// error code) per answering target.
 pub fn config_command(
@@ -296,7 +299,7 @@ pub fn config_command(
     ccmd: ConfigCommand,
     string: &[u8],
     wait: Duration,
-) -> Result<Vec<(TargetAddr, Result<Vec<u8>, u8>)>, DiscoverError> {
+) -> Result<Vec<ConfigAnswer>, DiscoverError> {
     let tag = 0x8000_0000 | 0x00C2_0000 | (std::process::id() & 0xFFFF);
     for s in socks {
         let repr = ConfigRepr {

@@ -186,8 +186,7 @@ impl Job {
         if self.numjobs == 0 || self.numjobs > 63 {
             return Err(format!("numjobs {} must be 1..63", self.numjobs));
         }
-        if !(self.runtime > 0.0 && self.runtime <= 86400.0) || !(0.0..=3600.0).contains(&self.ramp)
-        {
+        if !(self.runtime > 0.0 && self.runtime <= 86400.0 && (0.0..=3600.0).contains(&self.ramp)) {
             return Err("runtime must be in (0, 86400] s and ramp in [0, 3600] s".into());
         }
         if self.rwmixread > 100 {

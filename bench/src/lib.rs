@@ -4,7 +4,9 @@
 pub mod discover;
 pub mod engine;
 pub mod job;
+pub mod nbd;
 pub mod null_target;
 pub mod pattern;
 pub mod report;
 pub mod socket;
+pub mod transfer;

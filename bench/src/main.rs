@@ -56,6 +56,22 @@ enum Command {
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         wait: f64,
     },
+    /// Serve the LUN as an NBD export on a Unix socket, so real fio can drive it
+    /// (`fio --ioengine=nbd --uri='nbd+unix:///?socket=PATH'`). Stops after --duration.
+    Nbd {
+        /// Target SHELF.SLOT.
+        #[arg(long)]
+        target: TargetAddr,
+        /// Interfaces, comma separated.
+        #[arg(long = "if", value_delimiter = ',', required = true)]
+        ifaces: Vec<String>,
+        /// Unix socket path to listen on.
+        #[arg(long)]
+        socket: std::path::PathBuf,
+        /// Stop after this long.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        duration: f64,
+    },
     /// Answer reads with zeros and discard writes for a bounded time (the network ceiling).
     NullTarget {
         /// Interface to serve on.
@@ -392,6 +408,30 @@ fn cfg(
     Ok(ok)
 }
 
+fn nbd(
+    target: TargetAddr,
+    ifaces: &[String],
+    socket: &std::path::Path,
+    duration: f64,
+) -> Result<bool, String> {
+    let socks = open_socks(ifaces)?;
+    let t =
+        discover::discover(&socks, target, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    eprintln!(
+        "nbd: serving e{} ({} bytes) on {}",
+        t.addr,
+        t.sectors * 512,
+        socket.display()
+    );
+    let stats = ethershelf_bench::nbd::serve(socket, &socks, &t, Duration::from_secs_f64(duration))
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "nbd: {} client(s), {} reads, {} writes, {} flushes, {} errors, {} retransmits",
+        stats.clients, stats.reads, stats.writes, stats.flushes, stats.errors, stats.retransmits
+    );
+    Ok(stats.errors == 0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -408,6 +448,12 @@ fn main() -> ExitCode {
             string,
             wait,
         } => cfg(target, &ifaces, &command, &string, wait),
+        Command::Nbd {
+            target,
+            ifaces,
+            socket,
+            duration,
+        } => nbd(target, &ifaces, &socket, duration),
         Command::NullTarget {
             iface,
             shelf,

@@ -298,3 +298,71 @@ fn against_vblade_and_null_target() {
     let _ = null.kill();
     let _ = null.wait();
 }
+
+#[test]
+fn nbd_bridge_passes_fio_verify() {
+    require("fio", "fio");
+    let mut lab = Lab::new(1, 9000);
+    let disk = lab.disk("lun.img", 128 << 20);
+    let cfg = lab.config(1, &[(0, &disk)], "");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let sock = lab.dir.join("nbd.sock");
+    let log = lab.dir.join("nbd.log");
+    let mut bridge = Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[0], "timeout", "120"])
+        .arg(aoebench())
+        .args([
+            "nbd",
+            "--target",
+            "1.0",
+            "--if",
+            lab.host_if(0),
+            "--socket",
+            sock.to_str().unwrap(),
+            "--duration",
+            "90s",
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("nbd: serving")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bridge did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let uri = format!("nbd+unix:///?socket={}", sock.display());
+    for (rw, bs) in [("randwrite", "4k"), ("write", "128k")] {
+        let o = Command::new("timeout")
+            .args([
+                "100",
+                "fio",
+                "--name=verify",
+                "--ioengine=nbd",
+                &format!("--uri={uri}"),
+                &format!("--rw={rw}"),
+                &format!("--bs={bs}"),
+                "--size=24m",
+                "--iodepth=8",
+                "--verify=crc32c",
+                "--verify_fatal=1",
+            ])
+            .output()
+            .unwrap();
+        let out =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() && out.contains("err= 0"),
+            "fio {rw} verify through the NBD bridge failed:\n{out}"
+        );
+    }
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    lab.stop();
+}
