@@ -1,0 +1,150 @@
+//! The perf lab: one shelf namespace and one host namespace joined by a veth pair, created
+//! here and removed on drop; processes started pinned to a CPU and stopped by PID.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Namespace and interface names (fixed, so a crashed run's leftovers are found and removed).
+pub const SHELF_NS: &str = "esperf-s";
+/// Host namespace.
+pub const HOST_NS: &str = "esperf-h";
+/// Shelf-side interface.
+pub const SHELF_IF: &str = "esp-s0";
+/// Host-side interface.
+pub const HOST_IF: &str = "esp-h0";
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// The lab; dropping it deletes both namespaces.
+pub struct Lab;
+
+impl Lab {
+    /// Creates the namespaces and the veth pair at `mtu`.
+    pub fn new(mtu: u32) -> Result<Lab, String> {
+        Self::remove();
+        ip(&["netns", "add", SHELF_NS])?;
+        ip(&["netns", "add", HOST_NS])?;
+        let lab = Lab;
+        ip(&[
+            "link", "add", SHELF_IF, "type", "veth", "peer", "name", HOST_IF,
+        ])?;
+        ip(&["link", "set", SHELF_IF, "netns", SHELF_NS])?;
+        ip(&["link", "set", HOST_IF, "netns", HOST_NS])?;
+        let m = mtu.to_string();
+        ip(&["-n", SHELF_NS, "link", "set", SHELF_IF, "mtu", &m, "up"])?;
+        ip(&["-n", HOST_NS, "link", "set", HOST_IF, "mtu", &m, "up"])?;
+        Ok(lab)
+    }
+
+    fn remove() {
+        for ns in [SHELF_NS, HOST_NS] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        Self::remove();
+    }
+}
+
+/// A process running in a namespace, pinned to a CPU.
+pub struct Pinned {
+    child: Child,
+    /// Where its stderr goes.
+    pub log: std::path::PathBuf,
+}
+
+impl Pinned {
+    /// Starts `cmd` in `ns` on `cpu` (ip and taskset exec it: the child PID is the program).
+    pub fn start(
+        ns: &str,
+        cpu: u32,
+        cmd: &[String],
+        log: std::path::PathBuf,
+    ) -> Result<Pinned, String> {
+        let f = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "taskset", "-c", &cpu.to_string()])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", cmd[0]))?;
+        Ok(Pinned { child, log })
+    }
+
+    /// Waits until the log contains `needle` (or just `settle` when None).
+    pub fn wait_ready(&mut self, needle: Option<&str>, settle: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        if let Some(n) = needle {
+            while !std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .contains(n)
+            {
+                if let Ok(Some(st)) = self.child.try_wait() {
+                    return Err(format!(
+                        "target exited early ({st}): {}",
+                        std::fs::read_to_string(&self.log).unwrap_or_default()
+                    ));
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("target not ready in 15 s: {}", self.log.display()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        std::thread::sleep(settle);
+        Ok(())
+    }
+
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            f.get(i - 3)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        (ticks(14) + ticks(15)) / hz
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop(mut self) {
+        // SAFETY: signals our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
