@@ -153,6 +153,23 @@ fn errors_are_ata_status_errors_and_aoe_errors_where_due() {
         assert_eq!(aoe_error(&r), Some(1));
         assert_eq!(r.len(), 60, "every frame is at least 60 bytes");
     }
+    // A config set with a string longer than 1024 bytes: AoE error 2.
+    let mut f = ini.header(None, MacAddr::BROADCAST, 1, 0, AoeCommand::QueryConfig, 12);
+    f.extend_from_slice(&[0, 0, 0, 0, 0, 0x13, 0x04, 0x01]);
+    f.resize(AOE_HEADER_LEN + 8 + 1025, b'x');
+    ini.send(&f);
+    let r = ini
+        .recv_tag(12, Duration::from_secs(2))
+        .expect("error reply to an over-long set");
+    assert_eq!(aoe_error(&r), Some(2));
+    // A frame addressed to another host's MAC (seen on a promiscuous port) gets silence.
+    let mut foreign = ini.ata(None, 1, 0, 13, 0xEC, false, 0, 1, &[]);
+    foreign[0..6].copy_from_slice(&[0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+    ini.send(&foreign);
+    assert!(
+        ini.recv_tag(13, Duration::from_millis(300)).is_none(),
+        "frames for other MACs are not served"
+    );
     // Another shelf, another slot, and R-flagged frames get silence.
     let other = ini.ata(None, 2, 0, 10, 0xEC, false, 0, 1, &[]);
     ini.send(&other);
@@ -423,6 +440,37 @@ fn wildcard_discovery_answers_for_every_lun() {
         seen,
         vec![(9, 0), (9, 1)],
         "each LUN answers with its own address"
+    );
+    // A set through the wildcard would change every LUN: refused when several are exported.
+    let repr = ConfigRepr {
+        buffer_count: 0,
+        firmware: 0,
+        sector_count: 0,
+        aoe_version: 1,
+        command: ConfigCommand::ForceSet,
+        string: b"everyone",
+    };
+    let mut f = ini.header(
+        None,
+        MacAddr::BROADCAST,
+        0xFFFF,
+        0xFF,
+        AoeCommand::QueryConfig,
+        0x44,
+    );
+    f.resize(AOE_HEADER_LEN + repr.buffer_len(), 0);
+    repr.emit(&mut f[AOE_HEADER_LEN..]).unwrap();
+    f.resize(f.len().max(60), 0);
+    ini.send(&f);
+    assert!(
+        ini.recv_tag(0x44, Duration::from_millis(300)).is_none(),
+        "wildcard force-set must be refused"
+    );
+    let r = ini.query_config(9, 1, 0x45).unwrap();
+    assert_eq!(
+        u16::from_be_bytes([r[30], r[31]]),
+        0,
+        "the config string is untouched"
     );
     // ATA to the wildcard slot is refused when several LUNs could be meant.
     let w = ini.ata(None, 9, 0xFF, 0x43, 0xEC, false, 0, 1, &[]);

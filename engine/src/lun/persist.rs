@@ -52,12 +52,26 @@ impl StateFile {
     pub fn load(path: &Path) -> Result<Option<StateFile>, PersistError> {
         match fs::read(path) {
             Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| PersistError::Corrupt {
-                        path: path.to_path_buf(),
-                        message: e.to_string(),
-                    })
+                let corrupt = |message: String| PersistError::Corrupt {
+                    path: path.to_path_buf(),
+                    message,
+                };
+                let state: StateFile =
+                    serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                if state.config_string.len() > crate::wire::CONFIG_STRING_MAX {
+                    return Err(corrupt(format!(
+                        "config string of {} bytes (at most 1024)",
+                        state.config_string.len()
+                    )));
+                }
+                if state.mask.len() > 255 || state.reserve.len() > 255 {
+                    return Err(corrupt(format!(
+                        "{} mask / {} reserve entries (at most 255 each)",
+                        state.mask.len(),
+                        state.reserve.len()
+                    )));
+                }
+                Ok(Some(state))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(path)(e)),

@@ -224,24 +224,30 @@ impl FrameIo for PacketPort {
     }
 
     unsafe fn send_batch(&mut self, frames: &[FrameBuf]) -> io::Result<usize> {
-        let mut sent = 0;
-        let mut retries = 0;
-        while sent < frames.len() {
-            let n = self.prepare(&frames[sent..]);
+        // Returns the frames the kernel took. A frame it refuses outright (EMSGSIZE, a link
+        // going down) is skipped so that the frames behind it still leave.
+        let (mut at, mut sent, mut retries) = (0, 0, 0);
+        while at < frames.len() {
+            let n = self.prepare(&frames[at..]);
             // SAFETY: `msgs[..n]` point at iovecs over caller-guaranteed readable buffers.
             let rc =
                 unsafe { libc::sendmmsg(self.fd.as_raw_fd(), self.msgs.as_mut_ptr(), n as u32, 0) };
-            if rc < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted
-                    || (e.raw_os_error() == Some(libc::ENOBUFS) && retries < 8)
-                {
-                    retries += 1;
-                    continue;
-                }
-                return if sent > 0 { Ok(sent) } else { Err(e) };
+            if rc >= 0 {
+                at += rc as usize;
+                sent += rc as usize;
+                continue;
             }
-            sent += rc as usize;
+            let e = io::Error::last_os_error();
+            let transient =
+                e.kind() == io::ErrorKind::Interrupted || e.raw_os_error() == Some(libc::ENOBUFS);
+            if transient && retries < 8 {
+                retries += 1;
+                continue;
+            }
+            if sent == 0 && at + 1 == frames.len() && !transient {
+                return Err(e);
+            }
+            at += 1;
         }
         Ok(sent)
     }

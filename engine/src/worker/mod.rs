@@ -75,6 +75,8 @@ pub struct Worker {
     tx: Vec<Vec<(u32, usize)>>,
     stop_fd: RawFd,
     in_flight: usize,
+    /// Targets whose O_DIRECT descriptor refused 512-byte I/O: go buffered straight away.
+    buffered_only: Vec<bool>,
     /// Counters.
     pub stats: WorkerStats,
 }
@@ -116,6 +118,7 @@ impl Worker {
             by_slot[t.slot as usize] = i as u16;
         }
         let nports = ports.len();
+        let targets_len = targets.len();
         Ok(Worker {
             ports,
             targets,
@@ -131,6 +134,7 @@ impl Worker {
             tx: (0..nports).map(|_| Vec::with_capacity(slots)).collect(),
             stop_fd,
             in_flight: 0,
+            buffered_only: vec![false; targets_len],
             stats: WorkerStats::default(),
         })
     }
@@ -151,6 +155,9 @@ impl Worker {
                 };
                 let string = target.state.config_string();
                 for dst in dests {
+                    if self.free.is_empty() {
+                        self.flush_tx();
+                    }
                     let Some(slot) = self.free.pop() else { return };
                     let req = AoeHeaderRepr {
                         dst: mac,
@@ -346,7 +353,14 @@ impl Worker {
                 match unsafe { self.ports[port].io.send_batch(&frames[..n]) } {
                     Ok(sent) => {
                         self.stats.tx_frames += sent as u64;
-                        self.stats.tx_errors += (n - sent) as u64;
+                        if sent < n {
+                            self.stats.tx_errors += (n - sent) as u64;
+                            tracing::debug!(
+                                port = self.ports[port].io.name(),
+                                failed = n - sent,
+                                "some replies could not be sent"
+                            );
+                        }
                     }
                     Err(e) => {
                         self.stats.tx_errors += n as u64;
@@ -367,6 +381,7 @@ impl Worker {
     fn handle(&mut self, port: usize, slot: u32, len: usize) {
         let port_mac = self.ports[port].io.mac();
         let frame = self.slab.frame(slot as usize);
+        let len = len.min(frame.len());
         let Ok(view) = AoeFrame::new_checked(&frame[..len]) else {
             self.stats.drop_truncated += 1;
             return self.release(slot);
@@ -379,14 +394,28 @@ impl Worker {
             self.stats.drop_response += 1;
             return self.release(slot);
         }
-        if req.shelf != self.shelf && req.shelf != 0xFFFF {
+        // A port in promiscuous mode also hands us frames addressed to other hosts (or to our
+        // other ports): serving those would run one write twice. Group source MACs are bogus.
+        let addressed = req.dst == port_mac || req.dst.is_multicast();
+        if !addressed || req.src.is_multicast() || (req.shelf != self.shelf && req.shelf != 0xFFFF)
+        {
             self.stats.drop_not_ours += 1;
             return self.release(slot);
         }
         if req.slot == 0xFF {
-            // Discovery: every LUN answers a wildcard config query. Anything else sent to
-            // the wildcard is served only when exactly one LUN is exported (like vblade).
-            if req.command == AoeCommand::QueryConfig {
+            // Discovery: every LUN answers a wildcard config read/test/prefix. Anything that
+            // changes state, and every other command, is served through the wildcard only
+            // when exactly one LUN is exported (like vblade).
+            let ccmd = frame
+                .get(AOE_HEADER_LEN + 5)
+                .map(|b| ConfigCommand::from(*b));
+            let read_only_query = matches!(
+                ccmd,
+                Some(ConfigCommand::Read | ConfigCommand::Test | ConfigCommand::Prefix)
+            );
+            if req.command == AoeCommand::QueryConfig
+                && (read_only_query || self.targets.len() == 1)
+            {
                 return self.wildcard_config(port, slot, len, &req);
             }
             if self.targets.len() != 1 {
@@ -407,6 +436,9 @@ impl Worker {
 
     fn wildcard_config(&mut self, port: usize, slot: u32, len: usize, req: &AoeHeaderRepr) {
         let n = self.targets.len();
+        if n == 0 {
+            return self.release(slot);
+        }
         for t in 0..n {
             // The last target reuses the request's own slot; earlier ones copy it.
             let reply_slot = if t + 1 == n {
@@ -468,7 +500,7 @@ impl Worker {
             }
             AoeCommand::QueryConfig => reply::config(frame, len, req, port_mac, &target, sectors),
             AoeCommand::MacMask => reply::mask(frame, len, req, port_mac, &target, max_frame),
-            AoeCommand::Reserve => reply::reserve(frame, len, req, port_mac, &target),
+            AoeCommand::Reserve => reply::reserve(frame, len, req, port_mac, &target, max_frame),
             AoeCommand::Other(_) => {
                 self.stats.aoe_errors += 1;
                 Ok(Some(reply::aoe_error(
@@ -660,6 +692,10 @@ impl Worker {
             && s.op != Op::Flush
         {
             self.stats.direct_fallbacks += 1;
+            if !self.buffered_only[s.target as usize] {
+                tracing::warn!(path = %target.backing.path().display(), "O_DIRECT refuses 512-byte I/O here (4Kn device?): this LUN's I/O goes through the page cache");
+            }
+            self.buffered_only[s.target as usize] = true;
             self.slots[slot as usize].retried_buffered = true;
             return self.submit(slot);
         }

@@ -155,7 +155,20 @@ pub fn config(
         Ok(repr) => target.state.config(ccmd, repr.string),
         // A read needs no string: answer it even if the length field is nonsense.
         Err(_) if ccmd == ConfigCommand::Read => target.state.config(ccmd, &[]),
-        Err(_) => return Err("config string length past the frame or above 1024"),
+        // Test and prefix stay silent on a mismatch, and a bad string matches nothing.
+        Err(_) if matches!(ccmd, ConfigCommand::Test | ConfigCommand::Prefix) => {
+            return Err("config string length past the frame or above 1024")
+        }
+        Err(_) => {
+            return Ok(Some(aoe_error(
+                frame,
+                req,
+                port_mac,
+                target.shelf,
+                target.slot,
+                AoeErrorCode::BadArgument as u8,
+            )))
+        }
     };
     match outcome {
         Ok(ConfigOutcome::Reply(string)) => Ok(Some(config_frame(
@@ -249,6 +262,7 @@ pub fn reserve(
     req: &AoeHeaderRepr,
     port_mac: MacAddr,
     target: &Target,
+    max_frame: usize,
 ) -> Result<Option<usize>, &'static str> {
     let packet = ReservePacket::new_checked(&frame[AOE_HEADER_LEN..len])
         .map_err(|_| "reserve argument truncated")?;
@@ -281,15 +295,17 @@ pub fn reserve(
         Ok(ReserveOutcome::List(list)) => {
             header(frame, req, port_mac, target.shelf, target.slot, None);
             let arg = &mut frame[AOE_HEADER_LEN..];
+            let fit = max_frame.saturating_sub(AOE_HEADER_LEN + RESERVE_HEADER_LEN) / 6;
+            let n = list.len().min(fit).min(255);
             arg[0] = rcmd.into();
-            arg[1] = list.len() as u8;
-            for (i, mac) in list.iter().enumerate() {
+            arg[1] = n as u8;
+            for (i, mac) in list.iter().take(n).enumerate() {
                 arg[RESERVE_HEADER_LEN + i * 6..RESERVE_HEADER_LEN + i * 6 + 6]
                     .copy_from_slice(&mac.0);
             }
             Ok(Some(padded(
                 frame,
-                AOE_HEADER_LEN + RESERVE_HEADER_LEN + list.len() * 6,
+                AOE_HEADER_LEN + RESERVE_HEADER_LEN + n * 6,
             )))
         }
         Err(e) => {
