@@ -2,5 +2,6 @@
 //! filesystem allows it; the worker drives the I/O through its own io_uring.
 
 mod file;
+pub mod raid10;
 
 pub use file::{Backing, BackingOptions, StoreError};
