@@ -2,9 +2,11 @@
 //! per-member superblock, and the assembly decision. The array engine (degraded service, bitmap, rebuild) builds on these.
 
 mod assemble;
+mod bitmap;
 mod layout;
 mod superblock;
 
 pub use assemble::{assemble, AssembleError, Assembly};
+pub use bitmap::WriteIntent;
 pub use layout::{Layout, LayoutError, Piece, COPIES};
 pub use superblock::{MemberState, Superblock, SuperblockError, SUPERBLOCK_BYTES};
