@@ -37,20 +37,20 @@ const EINVAL: u32 = 22;
 /// Largest request accepted (32 MiB).
 const MAX_REQUEST: u32 = 32 << 20;
 
-fn read_u16(s: &mut UnixStream) -> io::Result<u16> {
-    let mut b = [0u8; 2];
+/// Reads one big-endian integer of `N` bytes.
+fn read_be<const N: usize>(s: &mut UnixStream) -> io::Result<[u8; N]> {
+    let mut b = [0u8; N];
     s.read_exact(&mut b)?;
-    Ok(u16::from_be_bytes(b))
+    Ok(b)
+}
+fn read_u16(s: &mut UnixStream) -> io::Result<u16> {
+    read_be(s).map(u16::from_be_bytes)
 }
 fn read_u32(s: &mut UnixStream) -> io::Result<u32> {
-    let mut b = [0u8; 4];
-    s.read_exact(&mut b)?;
-    Ok(u32::from_be_bytes(b))
+    read_be(s).map(u32::from_be_bytes)
 }
 fn read_u64(s: &mut UnixStream) -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    s.read_exact(&mut b)?;
-    Ok(u64::from_be_bytes(b))
+    read_be(s).map(u64::from_be_bytes)
 }
 
 fn opt_reply(s: &mut UnixStream, option: u32, kind: u32, data: &[u8]) -> io::Result<()> {

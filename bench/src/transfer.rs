@@ -61,6 +61,20 @@ struct Pending {
     done: bool,
 }
 
+impl Pending {
+    fn new(lba: u64, count: u8, offset: usize) -> Pending {
+        Pending {
+            lba,
+            count,
+            offset,
+            tag: 0,
+            sent: Instant::now(),
+            tries: 0,
+            done: false,
+        }
+    }
+}
+
 impl<'a> Transfer<'a> {
     /// A session; `tag_base` bits 24..30 keep it apart from other users of the sockets.
     pub fn new(socks: &'a [AoeSocket], target: &'a Target, tag_base: u32) -> Transfer<'a> {
@@ -133,28 +147,12 @@ impl<'a> Transfer<'a> {
         let fs = self.target.frame_sectors.max(1) as u64;
         let mut frames: Vec<Pending> = Vec::new();
         if op == Op::Flush {
-            frames.push(Pending {
-                lba: 0,
-                count: 0,
-                offset: 0,
-                tag: 0,
-                sent: Instant::now(),
-                tries: 0,
-                done: false,
-            });
+            frames.push(Pending::new(0, 0, 0));
         } else {
             let mut at = 0;
             while at < sectors {
                 let count = (sectors - at).min(fs) as u8;
-                frames.push(Pending {
-                    lba: lba + at,
-                    count,
-                    offset: at as usize * 512,
-                    tag: 0,
-                    sent: Instant::now(),
-                    tries: 0,
-                    done: false,
-                });
+                frames.push(Pending::new(lba + at, count, at as usize * 512));
                 at += count as u64;
             }
         }
@@ -165,20 +163,7 @@ impl<'a> Transfer<'a> {
         let rto = Duration::from_millis(200);
         while remaining > 0 {
             while in_flight < window && next_to_send < frames.len() {
-                let mut p = std::mem::replace(
-                    &mut frames[next_to_send],
-                    Pending {
-                        lba: 0,
-                        count: 0,
-                        offset: 0,
-                        tag: 0,
-                        sent: Instant::now(),
-                        tries: 0,
-                        done: false,
-                    },
-                );
-                self.send(&mut p, op, data)?;
-                frames[next_to_send] = p;
+                self.send(&mut frames[next_to_send], op, data)?;
                 next_to_send += 1;
                 in_flight += 1;
             }

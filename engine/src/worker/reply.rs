@@ -46,6 +46,28 @@ pub fn aoe_error(
     padded(frame, AOE_HEADER_LEN)
 }
 
+/// An AoE-level error reply naming `target`.
+fn target_error(
+    frame: &mut [u8],
+    req: &AoeHeaderRepr,
+    port_mac: MacAddr,
+    target: &Target,
+    code: u8,
+) -> usize {
+    aoe_error(frame, req, port_mac, target.shelf, target.slot, code)
+}
+
+/// Logs a state change that could not be made durable; the request stays unanswered so the
+/// initiator retries.
+fn persist_failed(
+    target: &Target,
+    what: &str,
+    error: &crate::lun::PersistError,
+) -> Result<Option<usize>, &'static str> {
+    tracing::error!(lun = %format!("{}.{}", target.shelf, target.slot), what, %error, "could not persist the state change; not answering so the initiator retries");
+    Ok(None)
+}
+
 /// An ATA reply with `outcome` and `data_len` bytes of data already in place at offset 36.
 pub fn ata(
     frame: &mut [u8],
@@ -160,12 +182,11 @@ pub fn config(
             return Err("config string length past the frame or above 1024")
         }
         Err(_) => {
-            return Ok(Some(aoe_error(
+            return Ok(Some(target_error(
                 frame,
                 req,
                 port_mac,
-                target.shelf,
-                target.slot,
+                target,
                 AoeErrorCode::BadArgument as u8,
             )))
         }
@@ -175,18 +196,10 @@ pub fn config(
             frame, req, port_mac, target, sectors, ccmd, &string,
         ))),
         Ok(ConfigOutcome::Silent) => Ok(None),
-        Ok(ConfigOutcome::Error(code)) => Ok(Some(aoe_error(
-            frame,
-            req,
-            port_mac,
-            target.shelf,
-            target.slot,
-            code,
-        ))),
-        Err(e) => {
-            tracing::error!(lun = %format!("{}.{}", target.shelf, target.slot), error = %e, "could not persist the config string; not answering so the initiator retries");
-            Ok(None)
+        Ok(ConfigOutcome::Error(code)) => {
+            Ok(Some(target_error(frame, req, port_mac, target, code)))
         }
+        Err(e) => persist_failed(target, "config string", &e),
     }
 }
 
@@ -210,22 +223,18 @@ pub fn mask(
     };
     let outcome = match outcome {
         Ok(o) => o,
-        Err(e) => {
-            tracing::error!(lun = %format!("{}.{}", target.shelf, target.slot), error = %e, "could not persist the mask list; not answering");
-            return Ok(None);
-        }
+        Err(e) => return persist_failed(target, "mask list", &e),
     };
     header(frame, req, port_mac, target.shelf, target.slot, None);
     let arg = &mut frame[AOE_HEADER_LEN..];
     arg[0] = 0;
     arg[1] = mcmd.into();
     match outcome {
-        MaskOutcome::BadArgument => Ok(Some(aoe_error(
+        MaskOutcome::BadArgument => Ok(Some(target_error(
             frame,
             req,
             port_mac,
-            target.shelf,
-            target.slot,
+            target,
             AoeErrorCode::BadArgument as u8,
         ))),
         MaskOutcome::EditFailed { error, index } => {
@@ -273,25 +282,19 @@ pub fn reserve(
             target.state.reserve(rcmd, req.src, std::iter::empty())
         }
         Err(_) => {
-            return Ok(Some(aoe_error(
+            return Ok(Some(target_error(
                 frame,
                 req,
                 port_mac,
-                target.shelf,
-                target.slot,
+                target,
                 AoeErrorCode::BadArgument as u8,
             )))
         }
     };
     match outcome {
-        Ok(ReserveOutcome::Error(code)) => Ok(Some(aoe_error(
-            frame,
-            req,
-            port_mac,
-            target.shelf,
-            target.slot,
-            code,
-        ))),
+        Ok(ReserveOutcome::Error(code)) => {
+            Ok(Some(target_error(frame, req, port_mac, target, code)))
+        }
         Ok(ReserveOutcome::List(list)) => {
             header(frame, req, port_mac, target.shelf, target.slot, None);
             let arg = &mut frame[AOE_HEADER_LEN..];
@@ -308,9 +311,6 @@ pub fn reserve(
                 AOE_HEADER_LEN + RESERVE_HEADER_LEN + n * 6,
             )))
         }
-        Err(e) => {
-            tracing::error!(lun = %format!("{}.{}", target.shelf, target.slot), error = %e, "could not persist the reservation; not answering");
-            Ok(None)
-        }
+        Err(e) => persist_failed(target, "reservation", &e),
     }
 }
