@@ -10,7 +10,8 @@ mod validate;
 
 pub use error::ConfigError;
 pub use schema::{
-    Config, Lun, Port, PortMode, WriteCache, DEFAULT_BUFFER_COUNT, DEFAULT_STATE_DIR,
+    Backend, Config, FileSpec, Lun, Port, PortMode, Raid10Spec, RebuildRates, WriteCache,
+    DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_STATE_DIR,
 };
 pub use size::ByteSize;
 

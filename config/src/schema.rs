@@ -45,7 +45,42 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub buffer_count: Option<Spanned<u32>>,
     #[serde(default)]
+    pub disks: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub spares: Vec<Spanned<u32>>,
+    #[serde(default)]
+    pub rebuild: Option<RawRebuild>,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
     pub luns: Vec<RawLun>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRebuild {
+    #[serde(default)]
+    pub min_rate: Option<Spanned<ByteSize>>,
+    #[serde(default)]
+    pub max_rate: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub socket: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRaid10 {
+    pub disks: Spanned<Vec<Spanned<u32>>>,
+    #[serde(default)]
+    pub chunk: Option<Spanned<ByteSize>>,
+    #[serde(default)]
+    pub clean: bool,
+    #[serde(default)]
+    pub degraded_start: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,7 +97,10 @@ pub(crate) struct RawPort {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLun {
     pub slot: Spanned<u32>,
-    pub file: Spanned<String>,
+    #[serde(default)]
+    pub file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub raid10: Option<RawRaid10>,
     #[serde(default)]
     pub offset: Option<Spanned<ByteSize>>,
     #[serde(default)]
@@ -92,8 +130,76 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Outstanding frames advertised to initiators per LUN.
     pub buffer_count: u16,
+    /// The shelf's disks (shown as `<shelf>.<index>`), members of RAID-10 LUNs or spares.
+    pub disks: Vec<PathBuf>,
+    /// Shelf-wide hot spares: indices into `disks`.
+    pub spares: Vec<usize>,
+    /// Rebuild and resync throttle.
+    pub rebuild: RebuildRates,
+    /// The admin (console) socket.
+    pub admin_socket: PathBuf,
     /// The exported LUNs.
     pub luns: Vec<Lun>,
+}
+
+/// Default admin socket.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/ethershelf/admin.sock";
+/// Default RAID-10 chunk: 64 KiB (see the README: AoE requests are at most 8.5 KiB, so a
+/// request almost never spans two chunks, while sequential streams still spread over pairs).
+pub const DEFAULT_CHUNK: u64 = 64 << 10;
+
+/// Rebuild/resync speed limits in bytes per second: `min` while clients are busy, up to
+/// `max` when the array is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildRates {
+    /// Floor under client load.
+    pub min: u64,
+    /// Ceiling when idle.
+    pub max: u64,
+}
+
+impl Default for RebuildRates {
+    fn default() -> Self {
+        RebuildRates {
+            min: 10 << 20,
+            max: 200 << 20,
+        }
+    }
+}
+
+/// What a LUN stores its data on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A slice of one file or block device (like vblade).
+    File(FileSpec),
+    /// A RAID-10 array over shelf disks.
+    Raid10(Raid10Spec),
+}
+
+/// A file or block device slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Backing file or block device.
+    pub path: PathBuf,
+    /// Byte offset into the backing store (a multiple of 512).
+    pub offset: u64,
+    /// Bytes exported (a multiple of 512); `None` = to the end.
+    pub length: Option<u64>,
+    /// Use O_DIRECT.
+    pub direct: bool,
+}
+
+/// A RAID-10 array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raid10Spec {
+    /// Member disks (indices into `Config::disks`), in role order for a new array.
+    pub disks: Vec<usize>,
+    /// Chunk size in bytes (a power of two, >= 4 KiB).
+    pub chunk: u64,
+    /// Create a new array without the initial sync (members known to be zeroed).
+    pub clean: bool,
+    /// Start even when a member is missing (as long as every chunk has a copy).
+    pub degraded_start: bool,
 }
 
 /// One Ethernet port.
@@ -112,18 +218,12 @@ pub struct Port {
 pub struct Lun {
     /// The slot (AoE minor).
     pub slot: u8,
-    /// Backing file or block device.
-    pub file: PathBuf,
-    /// Byte offset into the backing store (a multiple of 512).
-    pub offset: u64,
-    /// Bytes exported (a multiple of 512); `None` = to the end.
-    pub length: Option<u64>,
+    /// Where the data lives.
+    pub backend: Backend,
     /// Refuse writes.
     pub read_only: bool,
     /// When writes are acknowledged.
     pub write_cache: WriteCache,
-    /// Use O_DIRECT.
-    pub direct: bool,
     /// Initial MAC mask list (empty = everyone); state_dir wins once it has one.
     pub mask: Vec<[u8; 6]>,
 }

@@ -2,7 +2,8 @@
 
 use crate::error::ConfigError;
 use crate::schema::{
-    Config, Lun, Port, PortMode, RawConfig, DEFAULT_BUFFER_COUNT, DEFAULT_STATE_DIR,
+    Backend, Config, FileSpec, Lun, Port, PortMode, Raid10Spec, RawConfig, RawLun, RawRaid10,
+    RebuildRates, DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_STATE_DIR,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -78,6 +79,64 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         Some(bc) if (2..=4096).contains(&bc.value) => bc.value as u16,
         Some(bc) => return Err(err(origin, &bc, format!("buffer_count {} is out of range: use 2..4096 (below 2 the Linux initiator never sends I/O)", bc.value))),
     };
+    let mut disks = Vec::new();
+    let mut seen_disks = HashMap::new();
+    for d in &raw.disks {
+        if d.value.is_empty() {
+            return Err(err(origin, d, "disk path is empty"));
+        }
+        if let Some(line) = seen_disks.insert(d.value.clone(), d.referenced.line()) {
+            return Err(err(
+                origin,
+                d,
+                format!("disk '{}' is listed twice (first on line {line})", d.value),
+            ));
+        }
+        disks.push(PathBuf::from(&d.value));
+    }
+    // Which LUN (or "spares") owns each disk: a disk serves one role only.
+    let mut disk_owner: HashMap<usize, String> = HashMap::new();
+    let mut spares = Vec::new();
+    for s in &raw.spares {
+        let i = disk_index(s, disks.len(), origin)?;
+        if let Some(owner) = disk_owner.insert(i, "the spares".into()) {
+            return Err(err(
+                origin,
+                s,
+                format!("disk {i} is already used by {owner}"),
+            ));
+        }
+        spares.push(i);
+    }
+    let mut rebuild = RebuildRates::default();
+    if let Some(r) = &raw.rebuild {
+        if let Some(m) = &r.min_rate {
+            rebuild.min = m.value.0;
+        }
+        if let Some(m) = &r.max_rate {
+            rebuild.max = m.value.0;
+        }
+        let at = r.min_rate.as_ref().or(r.max_rate.as_ref());
+        if let Some(at) = at {
+            if rebuild.min == 0 || rebuild.max < rebuild.min {
+                return Err(err(
+                    origin,
+                    at,
+                    format!(
+                        "rebuild rates need 0 < min_rate <= max_rate (got min {} and max {} bytes/s)",
+                        rebuild.min, rebuild.max
+                    ),
+                ));
+            }
+        }
+    }
+    let admin_socket = match &raw.admin {
+        Some(a) if a.socket.value.is_empty() => {
+            return Err(err(origin, &a.socket, "admin socket path is empty"))
+        }
+        Some(a) => PathBuf::from(&a.socket.value),
+        None => PathBuf::from(DEFAULT_ADMIN_SOCKET),
+    };
     let mut luns = Vec::new();
     let mut seen_slots = HashMap::new();
     for l in raw.luns {
@@ -96,36 +155,28 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
                 format!("slot {slot} is used twice (first on line {line})"),
             ));
         }
-        if l.file.value.is_empty() {
-            return Err(err(
-                origin,
-                &l.file,
-                "file is empty: give the path of a file or block device",
-            ));
-        }
-        let offset = l.offset.as_ref().map(|o| o.value.0).unwrap_or(0);
-        if let Some(o) = &l.offset {
-            if o.value.0 % 512 != 0 {
+        let backend = match (&l.file, &l.raid10) {
+            (Some(_), Some(_)) => {
                 return Err(err(
                     origin,
-                    o,
-                    format!("offset {} is not a multiple of 512 bytes", o.value.0),
-                ));
-            }
-        }
-        let length = match &l.length {
-            None => None,
-            Some(len) if len.value.0 == 0 || len.value.0 % 512 != 0 => {
-                return Err(err(
-                    origin,
-                    len,
-                    format!(
-                        "length {} must be a positive multiple of 512 bytes",
-                        len.value.0
-                    ),
+                    &l.slot,
+                    format!("LUN {slot} has both 'file' and 'raid10': give one of them"),
                 ))
             }
-            Some(len) => Some(len.value.0),
+            (None, None) => {
+                return Err(err(
+                    origin,
+                    &l.slot,
+                    format!("LUN {slot} has no storage: give 'file: PATH' or 'raid10: {{ disks: [0, 1, 2, 3] }}'"),
+                ))
+            }
+            (Some(file), None) => Backend::File(file_spec(file, &l, origin)?),
+            (None, Some(r)) => {
+                if let Some(o) = l.offset.as_ref().or(l.length.as_ref()) {
+                    return Err(err(origin, o, "offset/length apply to 'file' LUNs only"));
+                }
+                Backend::Raid10(raid10_spec(r, slot, &disks, &mut disk_owner, origin)?)
+            }
         };
         if l.mask.len() > MASK_LIST_MAX {
             return Err(err(
@@ -155,12 +206,9 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         }
         luns.push(Lun {
             slot: slot as u8,
-            file: PathBuf::from(&l.file.value),
-            offset,
-            length,
+            backend,
             read_only: l.read_only,
             write_cache: l.write_cache,
-            direct: l.direct,
             mask,
         });
     }
@@ -172,7 +220,123 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.to_string()),
         ),
         buffer_count,
+        disks,
+        spares,
+        rebuild,
+        admin_socket,
         luns,
+    })
+}
+
+fn disk_index(s: &Spanned<u32>, count: usize, origin: &str) -> Result<usize, ConfigError> {
+    let i = s.value as usize;
+    if i >= count {
+        return Err(err(
+            origin,
+            s,
+            if count == 0 {
+                format!("disk {i} does not exist: list the shelf's disks under 'disks:' first")
+            } else {
+                format!(
+                    "disk {i} does not exist: 'disks:' lists {count} (use 0..{})",
+                    count - 1
+                )
+            },
+        ));
+    }
+    Ok(i)
+}
+
+fn file_spec(file: &Spanned<String>, l: &RawLun, origin: &str) -> Result<FileSpec, ConfigError> {
+    if file.value.is_empty() {
+        return Err(err(
+            origin,
+            file,
+            "file is empty: give the path of a file or block device",
+        ));
+    }
+    let offset = l.offset.as_ref().map(|o| o.value.0).unwrap_or(0);
+    if let Some(o) = &l.offset {
+        if o.value.0 % 512 != 0 {
+            return Err(err(
+                origin,
+                o,
+                format!("offset {} is not a multiple of 512 bytes", o.value.0),
+            ));
+        }
+    }
+    let length = match &l.length {
+        None => None,
+        Some(len) if len.value.0 == 0 || len.value.0 % 512 != 0 => {
+            return Err(err(
+                origin,
+                len,
+                format!(
+                    "length {} must be a positive multiple of 512 bytes",
+                    len.value.0
+                ),
+            ))
+        }
+        Some(len) => Some(len.value.0),
+    };
+    Ok(FileSpec {
+        path: PathBuf::from(&file.value),
+        offset,
+        length,
+        direct: l.direct,
+    })
+}
+
+fn raid10_spec(
+    r: &RawRaid10,
+    slot: u32,
+    disks: &[PathBuf],
+    owner: &mut HashMap<usize, String>,
+    origin: &str,
+) -> Result<Raid10Spec, ConfigError> {
+    if r.disks.value.len() < 2 {
+        return Err(err(
+            origin,
+            &r.disks,
+            format!(
+                "RAID-10 needs at least 2 disks (got {}): e.g. disks: [0, 1, 2, 3]",
+                r.disks.value.len()
+            ),
+        ));
+    }
+    if r.disks.value.len() > 64 {
+        return Err(err(origin, &r.disks, "RAID-10 takes at most 64 disks"));
+    }
+    let mut members = Vec::new();
+    for d in &r.disks.value {
+        let i = disk_index(d, disks.len(), origin)?;
+        if let Some(other) = owner.insert(i, format!("LUN {slot}")) {
+            return Err(err(
+                origin,
+                d,
+                format!("disk {i} is already used by {other}: a disk belongs to one array or to the spares"),
+            ));
+        }
+        members.push(i);
+    }
+    let chunk = r.chunk.as_ref().map_or(DEFAULT_CHUNK, |c| c.value.0);
+    if let Some(c) = &r.chunk {
+        if c.value.0 < 4096 || !c.value.0.is_power_of_two() || c.value.0 > (16 << 20) {
+            return Err(err(
+                origin,
+                c,
+                format!(
+                    "chunk {} must be a power of two from 4KiB to 16MiB (default 64KiB)",
+                    c.value.0
+                ),
+            ));
+        }
+    }
+    Ok(Raid10Spec {
+        disks: members,
+        chunk,
+        clean: r.clean,
+        degraded_start: r.degraded_start,
     })
 }
 

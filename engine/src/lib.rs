@@ -4,6 +4,7 @@
 //! writes the backing files with io_uring; `net` moves frames; `worker` ties a batch of
 //! frames to a batch of I/O; `shelf` builds it all from a configuration.
 
+pub mod admin;
 pub mod ata;
 pub mod lun;
 pub mod net;

@@ -2,7 +2,9 @@
 //! file vblade-style.
 
 use clap::{Parser, Subcommand};
-use ethershelf_config::{Config, Lun, Port, PortMode, WriteCache, DEFAULT_BUFFER_COUNT};
+use ethershelf_config::{
+    Backend, Config, FileSpec, Lun, Port, PortMode, RebuildRates, WriteCache, DEFAULT_BUFFER_COUNT,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,6 +38,18 @@ enum Command {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Run one admin command on a running shelf (`ethershelf ctl show`, `ctl help` lists them).
+    Ctl {
+        /// The shelf's configuration file (to find its admin socket).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The admin socket (default: the configuration's, else /run/ethershelf/admin.sock).
+        #[arg(short, long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// The command and its arguments, e.g. `show`, `when`, `fail 0.2`, `replace 0.2 5`.
+        #[arg(required = true, trailing_var_arg = true)]
+        command: Vec<String>,
     },
     /// Export one file like vblade: `ethershelf export [-r] SHELF SLOT IFACE FILE`.
     Export {
@@ -101,7 +115,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Check { config } => {
             let cfg = load(&config)?;
-            ethershelf::shelf::open_targets(&cfg).map_err(|e| e.to_string())?;
+            let lines = ethershelf::shelf::check_luns(&cfg).map_err(|e| e.to_string())?;
             println!(
                 "{}: OK: shelf {}, {} port(s), {} LUN(s)",
                 config.display(),
@@ -109,14 +123,26 @@ fn run(cli: Cli) -> Result<(), String> {
                 cfg.ports.len(),
                 cfg.luns.len()
             );
-            for l in &cfg.luns {
-                println!(
-                    "  e{}.{}  {}{}",
-                    cfg.shelf,
-                    l.slot,
-                    l.file.display(),
-                    if l.read_only { " (read-only)" } else { "" }
-                );
+            for l in lines {
+                println!("  {l}");
+            }
+            Ok(())
+        }
+        Command::Ctl {
+            config,
+            socket,
+            command,
+        } => {
+            let path = match (socket, config) {
+                (Some(s), _) => s,
+                (None, Some(c)) => load(&c)?.admin_socket,
+                (None, None) => PathBuf::from(ethershelf_config::DEFAULT_ADMIN_SOCKET),
+            };
+            let answer = ethershelf::admin::request(&path, &command.join(" "))
+                .map_err(|e| e.to_string())?;
+            print!("{answer}");
+            if answer.starts_with("error:") {
+                return Err("the shelf refused the command".into());
             }
             Ok(())
         }
@@ -149,20 +175,26 @@ fn run(cli: Cli) -> Result<(), String> {
                     mode: PortMode::Auto,
                     max_sectors: mtu_sectors,
                 }],
+                admin_socket: state_dir.join(format!("admin-{shelf}.{slot}.sock")),
                 state_dir,
                 buffer_count: DEFAULT_BUFFER_COUNT,
+                disks: vec![],
+                spares: vec![],
+                rebuild: RebuildRates::default(),
                 luns: vec![Lun {
                     slot,
-                    file,
-                    offset: 0,
-                    length: None,
+                    backend: Backend::File(FileSpec {
+                        path: file,
+                        offset: 0,
+                        length: None,
+                        direct: !buffered,
+                    }),
                     read_only,
                     write_cache: if writeback {
                         WriteCache::Writeback
                     } else {
                         WriteCache::Writethrough
                     },
-                    direct: !buffered,
                     mask: vec![],
                 }],
             };

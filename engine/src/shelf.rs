@@ -3,10 +3,12 @@
 
 use crate::lun::LunState;
 use crate::net::{FrameIo, PacketPort};
+use crate::store::raid10::{Array, MemberDisk, Metadata};
 use crate::store::{Backing, BackingOptions};
 use crate::wire::max_sectors_for_mtu;
-use crate::worker::{Target, Worker, WorkerPort};
-use ethershelf_config::{Config, PortMode, WriteCache};
+use crate::worker::admin::AdminLink;
+use crate::worker::{RaidSetup, Target, Worker, WorkerPort};
+use ethershelf_config::{Backend, Config, PortMode, WriteCache};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
@@ -35,6 +37,24 @@ pub enum ShelfError {
         slot: u8,
         /// Cause.
         source: crate::lun::PersistError,
+    },
+    /// A RAID-10 LUN's array.
+    #[error("LUN {shelf}.{slot}: {message}")]
+    Array {
+        /// Shelf.
+        shelf: u16,
+        /// Slot.
+        slot: u8,
+        /// What is wrong.
+        message: String,
+    },
+    /// The admin socket.
+    #[error("admin socket {path}: {source}")]
+    Admin {
+        /// Socket path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
     },
     /// A port.
     #[error("port {interface}: {source}")]
@@ -67,29 +87,34 @@ pub fn host_id() -> String {
         .unwrap_or_else(|| "shelf".into())
 }
 
-/// Opens every LUN of `config`.
-pub fn open_targets(config: &Config) -> Result<Vec<Arc<Target>>, ShelfError> {
+/// The LUNs of a configuration, opened: the targets the worker serves and the arrays and
+/// spares behind the RAID-10 ones.
+pub struct OpenedLuns {
+    /// Targets in configuration order.
+    pub targets: Vec<Arc<Target>>,
+    /// Arrays (by target index) and spares.
+    pub raid: RaidSetup,
+}
+
+/// Opens every LUN of `config`: file LUNs, then RAID-10 arrays (assembled, or created on
+/// blank disks), with the shelf's hot spares.
+pub fn open_luns(config: &Config) -> Result<OpenedLuns, ShelfError> {
     if config.luns.is_empty() {
         return Err(ShelfError::NoLuns);
     }
     let host = host_id();
+    let mut spares = Vec::new();
+    for &i in &config.spares {
+        let path = &config.disks[i];
+        match MemberDisk::open(i, path) {
+            Ok(d) => spares.push(d),
+            Err(e) => tracing::warn!(disk = i, error = %e, "spare disk cannot be opened; not used"),
+        }
+    }
     let mut targets = Vec::new();
+    let mut arrays = Vec::new();
     for lun in &config.luns {
         let (shelf, slot) = (config.shelf, lun.slot);
-        let backing = Backing::open(
-            &lun.file,
-            &BackingOptions {
-                read_only: lun.read_only,
-                direct: lun.direct,
-                offset: lun.offset,
-                length: lun.length,
-            },
-        )
-        .map_err(|source| ShelfError::Store {
-            shelf,
-            slot,
-            source,
-        })?;
         let state_path = config.state_dir.join(format!("lun-{shelf}.{slot}.json"));
         let state =
             LunState::open(state_path.clone(), &lun.mask).map_err(|source| ShelfError::State {
@@ -98,29 +123,154 @@ pub fn open_targets(config: &Config) -> Result<Vec<Arc<Target>>, ShelfError> {
                 source,
             })?;
         let writethrough = lun.write_cache == WriteCache::Writethrough;
-        tracing::info!(
-            lun = %format!("e{shelf}.{slot}"),
-            path = %lun.file.display(),
-            bytes = backing.sectors() * 512,
-            sectors = backing.sectors(),
-            direct = backing.is_direct(),
-            read_only = lun.read_only,
-            write_cache = if writethrough { "writethrough" } else { "writeback" },
-            state = %state_path.display(),
-            mask_entries = state.access().mask.len(),
-            "LUN opened"
-        );
+        let label = format!("e{shelf}.{slot}");
+        let (backing, array) = match &lun.backend {
+            Backend::File(f) => {
+                let backing = Backing::open(
+                    &f.path,
+                    &BackingOptions {
+                        read_only: lun.read_only,
+                        direct: f.direct,
+                        offset: f.offset,
+                        length: f.length,
+                    },
+                )
+                .map_err(|source| ShelfError::Store {
+                    shelf,
+                    slot,
+                    source,
+                })?;
+                tracing::info!(
+                    lun = %label,
+                    path = %f.path.display(),
+                    bytes = backing.sectors() * 512,
+                    direct = backing.is_direct(),
+                    read_only = lun.read_only,
+                    write_cache = if writethrough { "writethrough" } else { "writeback" },
+                    state = %state_path.display(),
+                    mask_entries = state.access().mask.len(),
+                    "LUN opened"
+                );
+                (Some(backing), None)
+            }
+            Backend::Raid10(r) => {
+                let disks: Vec<(usize, std::path::PathBuf)> = r
+                    .disks
+                    .iter()
+                    .map(|&i| (i, config.disks[i].clone()))
+                    .collect();
+                let (array, report) = Array::open(
+                    &label,
+                    &disks,
+                    &mut spares,
+                    r.chunk / 512,
+                    r.clean,
+                    r.degraded_start,
+                )
+                .map_err(|e| ShelfError::Array {
+                    shelf,
+                    slot,
+                    message: e.to_string(),
+                })?;
+                tracing::info!(
+                    lun = %label,
+                    members = array.roles.len(),
+                    chunk = array.layout().chunk_sectors() * 512,
+                    bytes = array.sectors() * 512,
+                    state = %array.state(),
+                    created = report.created,
+                    was_dirty = report.was_dirty,
+                    dirty_regions = report.dirty_regions,
+                    rebuilding = ?report.rebuilding,
+                    released_to_spares = ?report.released,
+                    write_cache = if writethrough { "writethrough" } else { "writeback" },
+                    "RAID-10 LUN opened"
+                );
+                (None, Some(array))
+            }
+        };
+        let sectors = array.as_ref().map_or(0, |a| a.sectors());
         targets.push(Arc::new(Target::new(
             shelf,
             slot,
             state,
             backing,
+            sectors,
+            lun.read_only,
             writethrough,
             config.buffer_count,
             &host,
         )));
+        arrays.push(array);
     }
-    Ok(targets)
+    Ok(OpenedLuns {
+        targets,
+        raid: RaidSetup {
+            arrays,
+            spares,
+            rates: config.rebuild,
+        },
+    })
+}
+
+/// Checks that every LUN's storage can be opened, without changing any disk: file LUNs are
+/// opened; RAID-10 member disks are opened and their superblocks read. Returns one line per LUN.
+pub fn check_luns(config: &Config) -> Result<Vec<String>, ShelfError> {
+    if config.luns.is_empty() {
+        return Err(ShelfError::NoLuns);
+    }
+    let mut lines = Vec::new();
+    for lun in &config.luns {
+        let (shelf, slot) = (config.shelf, lun.slot);
+        match &lun.backend {
+            Backend::File(f) => {
+                let b = Backing::open(
+                    &f.path,
+                    &BackingOptions {
+                        read_only: true,
+                        direct: false,
+                        offset: f.offset,
+                        length: f.length,
+                    },
+                )
+                .map_err(|source| ShelfError::Store {
+                    shelf,
+                    slot,
+                    source,
+                })?;
+                lines.push(format!(
+                    "e{shelf}.{slot}  file {}  {} bytes{}",
+                    f.path.display(),
+                    b.sectors() * 512,
+                    if lun.read_only { " (read-only)" } else { "" }
+                ));
+            }
+            Backend::Raid10(r) => {
+                let mut parts = Vec::new();
+                for &i in &r.disks {
+                    let what = match MemberDisk::open(i, &config.disks[i]) {
+                        Err(e) => format!("{shelf}.{i}: cannot open ({e})"),
+                        Ok(d) => match d.read_metadata() {
+                            Ok(Metadata::Blank) => format!("{shelf}.{i}: blank"),
+                            Ok(Metadata::Member(sb)) => format!(
+                                "{shelf}.{i}: role {} of a {}-member array, event {}",
+                                sb.role, sb.members, sb.event
+                            ),
+                            Ok(Metadata::Damaged(w)) => format!("{shelf}.{i}: damaged superblock ({w})"),
+                            Err(e) => format!("{shelf}.{i}: unreadable ({e})"),
+                        },
+                    };
+                    parts.push(what);
+                }
+                lines.push(format!(
+                    "e{shelf}.{slot}  raid10 chunk {} over {}",
+                    r.chunk,
+                    parts.join("; ")
+                ));
+            }
+        }
+    }
+    Ok(lines)
 }
 
 /// Opens every port of `config`.
@@ -160,8 +310,18 @@ pub fn open_ports(config: &Config) -> Result<Vec<WorkerPort>, ShelfError> {
 
 /// Serves `config` until SIGINT or SIGTERM, then finishes in-flight I/O and returns.
 pub fn serve(config: &Config) -> Result<(), ShelfError> {
-    let targets = Arc::new(open_targets(config)?);
     let ports = open_ports(config)?;
+    let opened = open_luns(config)?;
+    let targets = Arc::new(opened.targets);
+    let (req_tx, req_rx) = std::sync::mpsc::sync_channel(16);
+    let (wake_rx, wake_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
+    let _admin = crate::admin::start(&config.admin_socket, req_tx, wake_tx).map_err(|source| {
+        ShelfError::Admin {
+            path: config.admin_socket.display().to_string(),
+            source,
+        }
+    })?;
+    wake_rx.set_nonblocking(true).map_err(ShelfError::Worker)?;
     let (stop_rx, stop_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::low_level::pipe::register(
@@ -176,6 +336,11 @@ pub fn serve(config: &Config) -> Result<(), ShelfError> {
         targets,
         WORKER_SLOTS,
         stop_rx.as_raw_fd(),
+        opened.raid,
+        Some(AdminLink {
+            requests: req_rx,
+            wake: wake_rx,
+        }),
     )
     .map_err(ShelfError::Worker)?;
     worker.announce();

@@ -7,7 +7,10 @@ mod smart;
 
 pub use command::{decode, AtaCommand, AtaRejection, SmartCommand};
 pub use identify::{identify_page, IdentifyInfo};
-pub use smart::{smart_read_data_page, SMART_LBA_HIGH, SMART_LBA_MID};
+pub use smart::{
+    smart_read_data_page, SMART_LBA_HIGH, SMART_LBA_MID, SMART_THRESHOLD_LBA_HIGH,
+    SMART_THRESHOLD_LBA_MID,
+};
 
 /// Status register: device ready.
 pub const STATUS_DRDY: u8 = 0x40;

@@ -5,6 +5,11 @@ pub const SMART_LBA_MID: u8 = 0x4F;
 /// lba2 (LBA high) a SMART command carries, and RETURN STATUS leaves when healthy.
 pub const SMART_LBA_HIGH: u8 = 0xC2;
 
+/// lba1 RETURN STATUS leaves when a threshold is exceeded (the device predicts failure).
+pub const SMART_THRESHOLD_LBA_MID: u8 = 0xF4;
+/// lba2 RETURN STATUS leaves when a threshold is exceeded.
+pub const SMART_THRESHOLD_LBA_HIGH: u8 = 0x2C;
+
 /// A SMART READ DATA page for a healthy device with no attributes, checksummed.
 pub fn smart_read_data_page() -> [u8; 512] {
     let mut page = [0u8; 512];

@@ -5,7 +5,9 @@
 //! One worker owns its ports' sockets, its slab of frame buffers and its io_uring: nothing on
 //! the frame path allocates or takes a lock (LUN access lists are read through `ArcSwap`).
 
+pub mod admin;
 mod ordering;
+mod raid;
 pub mod reply;
 mod slab;
 mod stats;
@@ -26,10 +28,17 @@ use std::sync::Arc;
 
 /// Frames received per system call at most.
 const RX_BATCH: usize = 64;
-/// user_data kinds.
-const UD_IO: u64 = 1 << 32;
-const UD_POLL: u64 = 2 << 32;
-const UD_STOP: u64 = 3 << 32;
+/// user_data kinds (top byte); the low bits say which slot, port or member.
+const UD_KIND: u64 = 0xFF << 56;
+const UD_IO: u64 = 1 << 56;
+const UD_POLL: u64 = 2 << 56;
+const UD_STOP: u64 = 3 << 56;
+const UD_RAID: u64 = 4 << 56;
+const UD_SYNC: u64 = 5 << 56;
+const UD_TICK: u64 = 6 << 56;
+const UD_ADMIN: u64 = 7 << 56;
+/// Housekeeping ticks (RAID pacing, bitmap clearing) per second.
+pub const TICKS_PER_SECOND: u64 = 10;
 
 /// What a slot holds while it is not free.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,6 +49,16 @@ struct SlotState {
     lba: u64,
     count: u8,
     retried_buffered: bool,
+    /// RAID: member I/Os outstanding.
+    pending: u16,
+    /// RAID: pieces with at least one good copy done (bit per piece).
+    piece_ok: u64,
+    /// RAID: member (+1) whose read failed and should be rewritten; 0 = none.
+    bad: u8,
+    /// RAID: the piece to rewrite.
+    rewrite_piece: u8,
+    /// RAID: some piece has no copy left.
+    failed: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,8 +96,41 @@ pub struct Worker {
     in_flight: usize,
     /// Targets whose O_DIRECT descriptor refused 512-byte I/O: go buffered straight away.
     buffered_only: Vec<bool>,
+    /// RAID-10 arrays by target index (`None` for file LUNs).
+    arrays: Vec<Option<crate::store::raid10::Array>>,
+    /// Shelf-wide hot spares.
+    spares: Vec<crate::store::raid10::MemberDisk>,
+    /// Disks taken out of arrays after failing.
+    failed_disks: Vec<crate::store::raid10::MemberDisk>,
+    /// Pacing per array.
+    pace: Vec<raid::ArrayPace>,
+    /// Rebuild/resync rates.
+    rates: ethershelf_config::RebuildRates,
+    /// Sync steps in flight.
+    sync_slots: [Option<raid::SyncSlot>; raid::SYNC_SLOTS],
+    /// Buffers of the sync steps (two per step).
+    sync_slab: Slab,
+    /// Completions made up without the kernel (injected faults).
+    synthetic: Vec<(u64, i32)>,
+    /// Housekeeping ticks since start.
+    ticks: u64,
+    /// Stopping: no new background work.
+    stopping: bool,
+    /// Admin requests and the descriptor that signals them.
+    admin: Option<admin::AdminLink>,
     /// Counters.
     pub stats: WorkerStats,
+}
+
+/// What the worker needs for RAID-10 LUNs.
+#[derive(Default)]
+pub struct RaidSetup {
+    /// Arrays by target index (`None` for file LUNs).
+    pub arrays: Vec<Option<crate::store::raid10::Array>>,
+    /// Shelf-wide hot spares.
+    pub spares: Vec<crate::store::raid10::MemberDisk>,
+    /// Rebuild/resync rates.
+    pub rates: ethershelf_config::RebuildRates,
 }
 
 const NO_TARGET: u16 = u16::MAX;
@@ -91,6 +143,8 @@ impl Worker {
         targets: Arc<Vec<Arc<Target>>>,
         slots: usize,
         stop_fd: RawFd,
+        raid: RaidSetup,
+        admin: Option<admin::AdminLink>,
     ) -> io::Result<Worker> {
         let max_frame = ports
             .iter()
@@ -119,6 +173,16 @@ impl Worker {
         }
         let nports = ports.len();
         let targets_len = targets.len();
+        let mut arrays = raid.arrays;
+        arrays.resize_with(targets_len, || None);
+        let sync_slab = if arrays.iter().any(Option::is_some) {
+            Slab::new(
+                raid::SYNC_SLOTS * 2,
+                ATA_DATA_OFFSET + crate::store::raid10::STEP_SECTORS as usize * SECTOR_SIZE,
+            )?
+        } else {
+            Slab::new(1, 1514)?
+        };
         Ok(Worker {
             ports,
             targets,
@@ -129,12 +193,23 @@ impl Worker {
             slab,
             free: (0..slots as u32).rev().collect(),
             slots: vec![SlotState::default(); slots],
-            order: WriteOrder::new(slots),
+            order: WriteOrder::new(slots + raid::SYNC_SLOTS),
             ready: Vec::with_capacity(slots),
             tx: (0..nports).map(|_| Vec::with_capacity(slots)).collect(),
             stop_fd,
             in_flight: 0,
             buffered_only: vec![false; targets_len],
+            arrays,
+            spares: raid.spares,
+            failed_disks: Vec::new(),
+            pace: vec![raid::ArrayPace::default(); targets_len],
+            rates: raid.rates,
+            sync_slots: [None; raid::SYNC_SLOTS],
+            sync_slab,
+            synthetic: Vec::new(),
+            ticks: 0,
+            stopping: false,
+            admin,
             stats: WorkerStats::default(),
         })
     }
@@ -216,6 +291,21 @@ impl Worker {
             .build()
             .user_data(UD_STOP);
         self.push_sqe(stop);
+        let has_arrays = self.arrays.iter().any(Option::is_some);
+        let tick = types::Timespec::new().nsec((1_000_000_000 / TICKS_PER_SECOND) as u32);
+        if has_arrays {
+            self.push_sqe(opcode::Timeout::new(&tick).build().user_data(UD_TICK));
+            for t in 0..self.arrays.len() {
+                self.publish_health(t);
+                self.pull_spare(t);
+            }
+        }
+        if let Some(fd) = self.admin.as_ref().map(|a| a.wake_fd()) {
+            let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+                .build()
+                .user_data(UD_ADMIN);
+            self.push_sqe(sqe);
+        }
         let mut stopping = false;
         let mut completions: Vec<(u64, i32)> = Vec::with_capacity(self.slots.len() + nports + 4);
         loop {
@@ -239,8 +329,27 @@ impl Worker {
             completions.clear();
             completions.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
             for &(ud, result) in &completions {
-                match ud & !0xFFFF_FFFF {
+                match ud & UD_KIND {
                     UD_IO => self.complete_io((ud & 0xFFFF_FFFF) as u32, result),
+                    UD_RAID => self.raid_complete(ud, result),
+                    UD_SYNC => self.sync_complete(ud, result),
+                    UD_TICK => {
+                        if !stopping {
+                            self.raid_tick();
+                            self.push_sqe(
+                                opcode::Timeout::new(&tick).build().user_data(UD_TICK),
+                            );
+                        }
+                    }
+                    UD_ADMIN => {
+                        self.serve_admin();
+                        if let Some(fd) = self.admin.as_ref().map(|a| a.wake_fd()) {
+                            let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+                                .build()
+                                .user_data(UD_ADMIN);
+                            self.push_sqe(sqe);
+                        }
+                    }
                     UD_POLL => {
                         let p = (ud & 0xFFFF_FFFF) as usize;
                         armed[p] = false;
@@ -254,7 +363,15 @@ impl Worker {
                             );
                         }
                         stopping = true;
+                        self.stopping = true;
                     }
+                    _ => {}
+                }
+            }
+            while let Some((ud, result)) = self.synthetic.pop() {
+                match ud & UD_KIND {
+                    UD_RAID => self.raid_complete(ud, result),
+                    UD_SYNC => self.sync_complete(ud, result),
                     _ => {}
                 }
             }
@@ -267,6 +384,7 @@ impl Worker {
             }
             self.flush_tx();
             if stopping && self.in_flight == 0 && self.order.pending() == 0 {
+                self.close_arrays();
                 return Ok(());
             }
         }
@@ -560,10 +678,10 @@ impl Worker {
         let payload = len - ATA_DATA_OFFSET;
         let decoded = ata::decode(
             &repr,
-            target.backing.sectors(),
+            target.sectors,
             self.ports[port].max_sectors,
             payload,
-            target.backing.read_only(),
+            target.read_only,
         );
         if reserved && decoded != Ok(AtaCommand::Identify) {
             self.stats.aoe_errors += 1;
@@ -615,7 +733,7 @@ impl Worker {
             op,
             lba,
             count,
-            retried_buffered: false,
+            ..SlotState::default()
         };
         if op == Op::Write
             && !self.order.admit(
@@ -636,16 +754,22 @@ impl Worker {
 
     fn submit(&mut self, slot: u32) {
         let s = self.slots[slot as usize];
+        if self.is_raid(s.target) {
+            return self.raid_submit(slot);
+        }
         let target = &self.targets[s.target as usize];
+        let Some(backing) = target.backing.as_ref() else {
+            return;
+        };
         let fd = types::Fd(if s.retried_buffered {
-            target.backing.buffered_fd()
+            backing.buffered_fd()
         } else {
-            target.backing.fd()
+            backing.fd()
         });
         // SAFETY: the frame pointer lies inside slot `slot`; data starts at offset 36.
         let data = unsafe { self.slab.frame_ptr(slot as usize).add(ATA_DATA_OFFSET) };
         let bytes = s.count as u32 * SECTOR_SIZE as u32;
-        let offset = target.backing.byte_offset(s.lba);
+        let offset = backing.byte_offset(s.lba);
         let ud = UD_IO | slot as u64;
         let sqe = match s.op {
             Op::Read if self.fixed_buffers => opcode::ReadFixed::new(fd, data, bytes, 0)
@@ -688,12 +812,12 @@ impl Worker {
         // device): retry once through the page cache (still RWF_DSYNC in writethrough).
         if result == -libc::EINVAL
             && !s.retried_buffered
-            && target.backing.is_direct()
+            && target.backing.as_ref().is_some_and(|b| b.is_direct())
             && s.op != Op::Flush
         {
             self.stats.direct_fallbacks += 1;
             if !self.buffered_only[s.target as usize] {
-                tracing::warn!(path = %target.backing.path().display(), "O_DIRECT refuses 512-byte I/O here (4Kn device?): this LUN's I/O goes through the page cache");
+                tracing::warn!(lun = %format!("e{}.{}", target.shelf, target.slot), "O_DIRECT refuses 512-byte I/O here (4Kn device?): this LUN's I/O goes through the page cache");
             }
             self.buffered_only[s.target as usize] = true;
             self.slots[slot as usize].retried_buffered = true;
@@ -704,16 +828,10 @@ impl Worker {
             _ => result == expected,
         };
         if !ok {
-            tracing::error!(lun = %format!("{}.{}", target.shelf, target.slot), path = %target.backing.path().display(), op = ?s.op, lba = s.lba, count = s.count, result, "I/O failed; answering ATA UNC");
+            tracing::error!(lun = %format!("e{}.{}", target.shelf, target.slot), op = ?s.op, lba = s.lba, count = s.count, result, "I/O failed; answering ATA UNC");
         }
         if s.op == Op::Write {
-            self.ready.clear();
-            let mut ready = std::mem::take(&mut self.ready);
-            self.order.complete(slot, &mut ready);
-            for &w in &ready {
-                self.submit(w);
-            }
-            self.ready = ready;
+            self.order_done(slot);
         }
         let (outcome, data_len) = match (ok, s.op) {
             (false, _) => {
@@ -733,6 +851,13 @@ impl Worker {
                 (AtaOutcome::OK, 0)
             }
         };
+        self.reply_io(slot, outcome, data_len);
+    }
+
+    /// Builds the ATA reply of a finished request in its own slot and queues it.
+    fn reply_io(&mut self, slot: u32, outcome: AtaOutcome, data_len: usize) {
+        let s = self.slots[slot as usize];
+        let target = self.targets[s.target as usize].clone();
         let port = s.port as usize;
         let port_mac = self.ports[port].io.mac();
         let frame = self.slab.frame(slot as usize);

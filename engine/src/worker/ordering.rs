@@ -54,6 +54,19 @@ impl WriteOrder {
         }
     }
 
+    /// Admits a write only if nothing overlaps it (no waiting): `true` = recorded in flight.
+    pub fn try_admit(&mut self, slot: u32, extent: Extent) -> bool {
+        let blocked = self
+            .in_flight
+            .iter()
+            .chain(self.waiting.iter())
+            .any(|(_, e)| e.overlaps(&extent));
+        if !blocked {
+            self.in_flight.push((slot, extent));
+        }
+        !blocked
+    }
+
     /// Marks `slot` done and pushes into `ready` the waiting writes that may go now.
     pub fn complete(&mut self, slot: u32, ready: &mut Vec<u32>) {
         if let Some(pos) = self.in_flight.iter().position(|(s, _)| *s == slot) {

@@ -119,7 +119,8 @@ pub fn ata_check_power(
     )
 }
 
-/// SMART subcommands: healthy status (0x4F/0xC2 left in place), the data page, or accept.
+/// SMART subcommands: status (0x4F/0xC2 left in place when healthy, 0xF4/0x2C "threshold
+/// exceeded" while a RAID LUN is degraded or failed), the data page, or accept.
 /// Every SMART reply carries one 512-byte block (zeros when the command moves no data):
 /// Debian's `aoeping` ignores SMART replies shorter than 548 bytes.
 pub fn ata_smart(
@@ -134,7 +135,15 @@ pub fn ata_smart(
         SmartCommand::ReadData => data.copy_from_slice(&crate::ata::smart_read_data_page()),
         SmartCommand::ReturnStatus | SmartCommand::Accept => data.fill(0),
     }
-    ata(frame, req, port_mac, target, AtaOutcome::OK, 512)
+    let n = ata(frame, req, port_mac, target, AtaOutcome::OK, 512);
+    if cmd == SmartCommand::ReturnStatus
+        && target.degraded.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        // LBA mid/high of the ATA header (bytes 5 and 6 after the AoE header).
+        frame[AOE_HEADER_LEN + 5] = crate::ata::SMART_THRESHOLD_LBA_MID;
+        frame[AOE_HEADER_LEN + 6] = crate::ata::SMART_THRESHOLD_LBA_HIGH;
+    }
+    n
 }
 
 /// A Query Config reply carrying `string`, sized for a port advertising `sectors`.

@@ -3,6 +3,7 @@
 use crate::ata::{identify_page, IdentifyInfo};
 use crate::lun::LunState;
 use crate::store::Backing;
+use std::sync::atomic::AtomicBool;
 
 /// One exported LUN (`e<shelf>.<slot>`), shared read-mostly between workers.
 pub struct Target {
@@ -12,8 +13,14 @@ pub struct Target {
     pub slot: u8,
     /// Config string, mask and reservations.
     pub state: LunState,
-    /// The backing store.
-    pub backing: Backing,
+    /// The backing file (`None`: a RAID-10 array the worker owns).
+    pub backing: Option<Backing>,
+    /// Capacity in 512-byte sectors.
+    pub sectors: u64,
+    /// Writes refused.
+    pub read_only: bool,
+    /// The array is degraded or failed: SMART RETURN STATUS says "threshold exceeded".
+    pub degraded: AtomicBool,
     /// Acknowledge writes only once stable (`RWF_DSYNC`).
     pub writethrough: bool,
     /// Advertised buffer count.
@@ -35,19 +42,25 @@ pub fn firmware_version() -> u16 {
 }
 
 impl Target {
-    /// Builds a target; `host_id` makes serial numbers unique across shelves.
+    /// Builds a target over `backing` (a file) or, with `None`, an array of `sectors`;
+    /// `host_id` makes serial numbers unique across shelves.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         shelf: u16,
         slot: u8,
         state: LunState,
-        backing: Backing,
+        backing: Option<Backing>,
+        sectors: u64,
+        read_only: bool,
         writethrough: bool,
         buffer_count: u16,
         host_id: &str,
     ) -> Target {
         let serial = format!("{shelf}.{slot}:{host_id}");
+        let sectors = backing.as_ref().map_or(sectors, Backing::sectors);
+        let read_only = backing.as_ref().map_or(read_only, Backing::read_only);
         let identify = identify_page(&IdentifyInfo {
-            sectors: backing.sectors(),
+            sectors,
             serial: &serial,
             firmware: env!("CARGO_PKG_VERSION"),
             model: "ethershelf",
@@ -57,6 +70,9 @@ impl Target {
             slot,
             state,
             backing,
+            sectors,
+            read_only,
+            degraded: AtomicBool::new(false),
             writethrough,
             buffer_count,
             identify,

@@ -2,6 +2,27 @@
 //! mark made durable by the caller) before the first write into it is issued, and cleared
 //! lazily once no write has touched it for a while. After a crash only dirty regions resync.
 
+/// Byte position of the on-disk bitmap block on every member (after the two superblocks).
+pub const BITMAP_OFFSET: u64 = 8192;
+/// Bytes of the on-disk bitmap block.
+pub const BITMAP_BYTES: usize = 4096;
+const BITMAP_MAGIC: &[u8; 8] = b"ESBITMAP";
+const BITS_AT: usize = 64;
+/// Most regions one bitmap block describes.
+pub const MAX_REGIONS: u64 = ((BITMAP_BYTES - BITS_AT - 4) * 8) as u64;
+/// Smallest region: 1 MiB, so a crash resyncs little while a random write load does not
+/// mark a new region (one synchronous bitmap update) for every few writes.
+pub const MIN_REGION_SECTORS: u64 = 2048;
+
+/// The region size for an array of `array_sectors`: a power of two, at least 1 MiB, and
+/// small enough that one block of bits covers the array.
+pub fn region_sectors_for(array_sectors: u64) -> u64 {
+    array_sectors
+        .div_ceil(MAX_REGIONS)
+        .max(MIN_REGION_SECTORS)
+        .next_power_of_two()
+}
+
 /// The in-memory bitmap with per-region in-flight counts.
 #[derive(Debug, Clone)]
 pub struct WriteIntent {
@@ -92,6 +113,77 @@ impl WriteIntent {
         out
     }
 
+    /// Whether the region holding `lba` is dirty.
+    pub fn is_dirty_at(&self, lba: u64) -> bool {
+        self.dirty
+            .get((lba / self.region_sectors) as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Regions currently dirty.
+    pub fn dirty_count(&self) -> usize {
+        self.dirty.iter().filter(|d| **d).count()
+    }
+
+    /// Marks every region dirty (a new array that must be synced, or an unreadable bitmap).
+    pub fn mark_all(&mut self) {
+        self.dirty.fill(true);
+    }
+
+    /// The region holding `lba` has been resynced: clear it unless a write is in flight
+    /// there (that write keeps it dirty until it ends). Returns true if it was cleared.
+    pub fn synced(&mut self, lba: u64) -> bool {
+        let r = (lba / self.region_sectors) as usize;
+        if r < self.dirty.len() && self.dirty[r] && self.in_flight[r] == 0 {
+            self.dirty[r] = false;
+            return true;
+        }
+        false
+    }
+
+    /// The on-disk block: magic, array UUID, region size, region count, bits, CRC32C.
+    pub fn encode_block(&self, array_uuid: &[u8; 16]) -> Vec<u8> {
+        let mut b = vec![0u8; BITMAP_BYTES];
+        b[0..8].copy_from_slice(BITMAP_MAGIC);
+        b[8..24].copy_from_slice(array_uuid);
+        b[24..32].copy_from_slice(&self.region_sectors.to_le_bytes());
+        b[32..40].copy_from_slice(&(self.dirty.len() as u64).to_le_bytes());
+        let bits = self.encode();
+        let n = bits.len().min(BITMAP_BYTES - BITS_AT - 4);
+        b[BITS_AT..BITS_AT + n].copy_from_slice(&bits[..n]);
+        let crc = crc32c::crc32c(&b[..BITMAP_BYTES - 4]);
+        b[BITMAP_BYTES - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Loads an on-disk block; false (bits untouched) if it is not a valid block of this
+    /// array with this geometry.
+    pub fn load_block(&mut self, b: &[u8], array_uuid: &[u8; 16]) -> bool {
+        if b.len() != BITMAP_BYTES || &b[0..8] != BITMAP_MAGIC || &b[8..24] != array_uuid {
+            return false;
+        }
+        let mut crc = [0u8; 4];
+        crc.copy_from_slice(&b[BITMAP_BYTES - 4..]);
+        if crc32c::crc32c(&b[..BITMAP_BYTES - 4]) != u32::from_le_bytes(crc) {
+            return false;
+        }
+        let word = |at: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(x)
+        };
+        if word(24) != self.region_sectors || word(32) != self.dirty.len() as u64 {
+            return false;
+        }
+        let mut merged = self.encode();
+        for (i, m) in merged.iter_mut().enumerate() {
+            *m |= b.get(BITS_AT + i).copied().unwrap_or(0);
+        }
+        self.load(&merged);
+        true
+    }
+
     /// Loads dirty bits written by `encode` (extra bytes ignored, missing bytes = clean).
     pub fn load(&mut self, bits: &[u8]) {
         for r in 0..self.dirty.len() {
@@ -139,6 +231,31 @@ mod tests {
         );
         again.load(&[]);
         assert_eq!(again.dirty_ranges().count(), 0);
+    }
+
+    #[test]
+    fn blocks_round_trip_merge_and_reject_damage() {
+        let uuid = [3u8; 16];
+        let mut w = WriteIntent::new(1 << 20, region_sectors_for(1 << 20));
+        assert_eq!(w.region_sectors(), MIN_REGION_SECTORS);
+        w.begin_write(0, 1);
+        let a = w.encode_block(&uuid);
+        let mut v = WriteIntent::new(1 << 20, region_sectors_for(1 << 20));
+        v.begin_write(5 * MIN_REGION_SECTORS, 1);
+        let b = v.encode_block(&uuid);
+        let mut r = WriteIntent::new(1 << 20, region_sectors_for(1 << 20));
+        assert!(r.load_block(&a, &uuid));
+        assert!(r.load_block(&b, &uuid), "blocks of several members merge");
+        assert_eq!(r.dirty_count(), 2);
+        let mut torn = a.clone();
+        torn[BITS_AT] ^= 0x80;
+        assert!(!r.load_block(&torn, &uuid), "checksum");
+        assert!(!r.load_block(&a, &[4u8; 16]), "another array");
+        let mut other = WriteIntent::new(1 << 22, region_sectors_for(1 << 22));
+        assert!(!other.load_block(&a, &uuid), "other geometry");
+        assert!(r.synced(0));
+        assert_eq!(r.dirty_count(), 1);
+        assert!(region_sectors_for(u64::MAX / 1024) >= (u64::MAX / 1024) / MAX_REGIONS);
     }
 
     #[test]

@@ -1,12 +1,20 @@
-//! RAID-10 building blocks (issue 4, in progress): the md-style "near 2" layout and the
-//! per-member superblock, and the assembly decision. The array engine (degraded service, bitmap, rebuild) builds on these.
+//! RAID-10: the md-style "near 2" layout, the per-member superblock and write-intent bitmap,
+//! the assembly decision, member disks, the running array and its background sync jobs
+//! (rebuild, resync, scrub). The worker moves the data through io_uring; these types decide
+//! where it goes and record every state change on the members first.
 
+mod array;
 mod assemble;
 mod bitmap;
 mod layout;
+mod member;
 mod superblock;
+mod sync;
 
+pub use array::{Array, ArrayError, Fault, MemberCounters, OpenReport, Role, RoleState};
 pub use assemble::{assemble, AssembleError, Assembly};
-pub use bitmap::WriteIntent;
+pub use bitmap::{region_sectors_for, WriteIntent, BITMAP_BYTES, BITMAP_OFFSET};
 pub use layout::{Layout, LayoutError, Piece, COPIES};
+pub use member::{Metadata, MemberDisk, DATA_OFFSET_SECTORS};
 pub use superblock::{MemberState, Superblock, SuperblockError, SUPERBLOCK_BYTES};
+pub use sync::{Step, SyncJob, SyncKind, MAX_STEPS, STEP_SECTORS};

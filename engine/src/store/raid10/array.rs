@@ -1,0 +1,806 @@
+//! A running RAID-10 array: its members by role and their states, the write-intent bitmap,
+//! the event counter, and every state change written to the members' superblocks before it
+//! takes effect. The worker drives the data I/O; this type decides where it may go.
+
+use super::bitmap::{region_sectors_for, WriteIntent};
+use super::member::{MemberDisk, DATA_OFFSET_SECTORS};
+use super::sync::{SyncJob, SyncKind};
+use super::{Layout, MemberState, Piece, Superblock};
+use std::fmt;
+
+/// Where a role stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleState {
+    /// In sync, read and written.
+    Active,
+    /// Being rebuilt: written always, read only below the rebuild checkpoint.
+    Recovering,
+    /// Failed by an I/O error or by the admin: never touched again until replaced.
+    Failed,
+    /// No disk (absent at start).
+    Missing,
+}
+
+impl fmt::Display for RoleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RoleState::Active => "normal",
+            RoleState::Recovering => "recovering",
+            RoleState::Failed => "failed",
+            RoleState::Missing => "missing",
+        })
+    }
+}
+
+/// Errors injected into a member (like Coraid's per-drive `rdfail`), for tests and drills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// No injection.
+    #[default]
+    None,
+    /// Reads fail with EIO.
+    Read,
+    /// Writes fail with EIO.
+    Write,
+    /// Every I/O fails with EIO.
+    All,
+}
+
+/// Per-member counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemberCounters {
+    /// Data I/Os completed (client and sync).
+    pub ios: u64,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Read errors seen.
+    pub read_errors: u64,
+    /// Write errors seen.
+    pub write_errors: u64,
+    /// Read errors repaired by rewriting the region from the other copy.
+    pub corrected: u64,
+}
+
+/// One role of the array.
+#[derive(Debug)]
+pub struct Role {
+    /// The disk in this role, if any.
+    pub dev: Option<MemberDisk>,
+    /// Its state.
+    pub state: RoleState,
+    /// I/Os submitted and not completed.
+    pub in_flight: u32,
+    /// Counters.
+    pub counters: MemberCounters,
+    /// Injected errors.
+    pub fault: Fault,
+}
+
+/// An array-level failure to start or to change state.
+#[derive(Debug, thiserror::Error)]
+pub enum ArrayError {
+    /// Assembly refused.
+    #[error("{0}")]
+    Assemble(#[from] super::AssembleError),
+    /// Geometry.
+    #[error("{0}")]
+    Layout(#[from] super::LayoutError),
+    /// A disk is unusable.
+    #[error("{0}")]
+    Disk(String),
+    /// Metadata I/O.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A RAID-10 array in service.
+pub struct Array {
+    /// The LUN name for logs (`e1.0`).
+    pub label: String,
+    uuid: [u8; 16],
+    layout: Layout,
+    member_sectors: u64,
+    event: u64,
+    /// Roles in order.
+    pub roles: Vec<Role>,
+    /// Regions that may differ between copies.
+    pub intent: WriteIntent,
+    /// The running sync job, if any.
+    pub sync: Option<SyncJob>,
+    /// A resync of the dirty regions is owed (after a crash or for a new array).
+    pub resync_owed: bool,
+    /// The owed resync is the initial sync of a new array (`initing`).
+    pub initing: bool,
+    /// Some I/O found no surviving copy.
+    pub lost: bool,
+    /// Rebuild checkpoint (array sectors) recorded for recovering roles.
+    checkpoint: u64,
+    /// Scrub results: pieces compared and mismatches found by the last scrub.
+    pub last_scrub: Option<(u64, u64, bool)>,
+}
+
+impl fmt::Debug for Array {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array")
+            .field("label", &self.label)
+            .field("members", &self.roles.len())
+            .field("event", &self.event)
+            .finish()
+    }
+}
+
+/// What `Array::open` found and did, for the log.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    /// The array was created now.
+    pub created: bool,
+    /// Disks that hold a stale or damaged copy and are being rebuilt.
+    pub rebuilding: Vec<usize>,
+    /// Disks of the list that hold a stale copy and are not needed (handed to the spares).
+    pub released: Vec<usize>,
+    /// The newest superblock said writes may have been in flight.
+    pub was_dirty: bool,
+    /// Dirty regions to resync.
+    pub dirty_regions: usize,
+}
+
+fn random_uuid() -> [u8; 16] {
+    let mut u = [0u8; 16];
+    // SAFETY: getrandom writes at most `u.len()` bytes into `u`.
+    let n = unsafe { libc::getrandom(u.as_mut_ptr().cast(), u.len(), 0) };
+    if n != u.len() as isize {
+        // Fall back to time and pid: uniqueness, not secrecy, is what matters here.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        u[..16].copy_from_slice(&(t ^ ((std::process::id() as u128) << 64)).to_le_bytes());
+    }
+    u
+}
+
+impl Array {
+    /// Opens the array whose configured members are `disks` (shelf index, path), looking for
+    /// members that moved to `spares` (shelf index, path) during earlier rebuilds. Creates the
+    /// array when no disk carries a superblock (`clean`: skip the initial sync). Consumes the
+    /// spares it takes; returns the stale disks it releases through the report.
+    pub fn open(
+        label: &str,
+        disks: &[(usize, std::path::PathBuf)],
+        spares: &mut Vec<MemberDisk>,
+        chunk_sectors: u64,
+        clean: bool,
+        degraded_start: bool,
+    ) -> Result<(Array, OpenReport), ArrayError> {
+        let mut opened: Vec<Option<MemberDisk>> = Vec::new();
+        let mut meta = Vec::new();
+        for (disk, path) in disks {
+            match MemberDisk::open(*disk, path) {
+                Ok(d) => {
+                    let m = d.read_metadata().map_err(|source| ArrayError::Io {
+                        what: format!("{label}: reading the superblock of {}", path.display()),
+                        source,
+                    })?;
+                    meta.push(Some(m));
+                    opened.push(Some(d));
+                }
+                Err(e) => {
+                    tracing::warn!(lun = label, disk, error = %e, "member disk cannot be opened");
+                    meta.push(None);
+                    opened.push(None);
+                }
+            }
+        }
+        use super::member::Metadata;
+        let any_member = meta.iter().any(|m| matches!(m, Some(Metadata::Member(_))));
+        if !any_member {
+            if opened.iter().any(Option::is_none) {
+                return Err(ArrayError::Disk(format!(
+                    "{label}: cannot create a new array while a member disk is missing"
+                )));
+            }
+            if let Some((i, why)) = meta.iter().enumerate().find_map(|(i, m)| match m {
+                Some(Metadata::Damaged(w)) => Some((i, w.clone())),
+                _ => None,
+            }) {
+                return Err(ArrayError::Disk(format!("{label}: disk {} has a damaged array superblock ({why}); wipe it deliberately before creating an array on it", disks[i].0)));
+            }
+            let devs: Vec<MemberDisk> = opened.into_iter().flatten().collect();
+            return Array::create(label, devs, chunk_sectors, clean).map(|a| {
+                (
+                    a,
+                    OpenReport {
+                        created: true,
+                        ..OpenReport::default()
+                    },
+                )
+            });
+        }
+        // Members that moved onto spares belong to the array as much as the listed ones.
+        let newest_uuid = meta
+            .iter()
+            .filter_map(|m| match m {
+                Some(Metadata::Member(sb)) => Some(sb),
+                _ => None,
+            })
+            .max_by_key(|sb| sb.event)
+            .map(|sb| sb.array_uuid)
+            .unwrap_or_default();
+        let mut i = 0;
+        while i < spares.len() {
+            match spares[i].read_metadata() {
+                Ok(Metadata::Member(sb))
+                    if sb.array_uuid == newest_uuid && sb.state != MemberState::Spare =>
+                {
+                    let d = spares.remove(i);
+                    tracing::info!(lun = label, disk = d.disk, "a spare disk is a member of this array (taken in by an earlier rebuild)");
+                    meta.push(Some(Metadata::Member(sb)));
+                    opened.push(Some(d));
+                }
+                _ => i += 1,
+            }
+        }
+        let found: Vec<(usize, Superblock)> = meta
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| match m {
+                Some(Metadata::Member(sb)) => Some((i, sb.clone())),
+                _ => None,
+            })
+            .collect();
+        // Decide with degraded allowed, then apply the policy: a role may be filled by a
+        // present disk of the list (stale, blank or damaged) that gets rebuilt; only roles
+        // without any disk make the start "degraded".
+        let asm = super::assemble(&found, true)?;
+        let newest = found
+            .iter()
+            .find(|(p, _)| Some(*p) == asm.roles.iter().flatten().next().copied())
+            .map(|(_, sb)| sb.clone())
+            .ok_or(super::AssembleError::Empty)?;
+        let mut candidates: Vec<usize> = asm.stale.clone();
+        for (i, m) in meta.iter().enumerate() {
+            if matches!(m, Some(Metadata::Blank) | Some(Metadata::Damaged(_))) {
+                candidates.push(i);
+            }
+        }
+        let mut roles: Vec<Role> = Vec::new();
+        let mut report = OpenReport {
+            was_dirty: asm.dirty,
+            ..OpenReport::default()
+        };
+        let mut taken = vec![false; opened.len()];
+        let mut role_paths = vec![None; asm.roles.len()];
+        for (r, p) in asm.roles.iter().enumerate() {
+            if let Some(p) = p {
+                taken[*p] = true;
+                role_paths[r] = Some((*p, false));
+            }
+        }
+        // Fill missing roles: a stale disk goes back to its own role when it can.
+        for (r, slot) in role_paths.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let own = candidates.iter().position(|c| {
+                !taken[*c]
+                    && found
+                        .iter()
+                        .any(|(p, sb)| p == c && sb.role as usize == r)
+            });
+            let pick = own.or_else(|| candidates.iter().position(|c| !taken[*c]));
+            if let Some(k) = pick {
+                let c = candidates[k];
+                if opened[c]
+                    .as_ref()
+                    .is_some_and(|d| d.data_sectors() >= newest.member_sectors)
+                {
+                    taken[c] = true;
+                    *slot = Some((c, true));
+                }
+            }
+        }
+        let missing: Vec<u32> = role_paths
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_none())
+            .map(|(r, _)| r as u32)
+            .collect();
+        if !missing.is_empty() && !degraded_start {
+            return Err(super::AssembleError::DegradedNotAllowed(missing).into());
+        }
+        let layout = Layout::new(
+            newest.members as usize,
+            newest.chunk_sectors as u64,
+            newest.member_sectors,
+        )?;
+        let mut recovering_checkpoint = None;
+        for slot in role_paths.iter() {
+            let (dev, state) = match slot {
+                None => (None, RoleState::Missing),
+                Some((p, rebuild)) => {
+                    let d = opened[*p].take();
+                    let current = found.iter().find(|(q, _)| q == p).map(|(_, sb)| sb);
+                    let state = if *rebuild {
+                        if let Some(d) = &d {
+                            report.rebuilding.push(d.disk);
+                        }
+                        RoleState::Recovering
+                    } else if current.is_some_and(|sb| sb.state == MemberState::Recovering) {
+                        let cp = current.map(|sb| sb.rebuild_checkpoint).unwrap_or(0);
+                        recovering_checkpoint =
+                            Some(recovering_checkpoint.map_or(cp, |c: u64| c.min(cp)));
+                        RoleState::Recovering
+                    } else {
+                        RoleState::Active
+                    };
+                    (d, state)
+                }
+            };
+            roles.push(Role {
+                dev,
+                state,
+                in_flight: 0,
+                counters: MemberCounters::default(),
+                fault: Fault::None,
+            });
+        }
+        // A freshly re-added disk restarts the rebuild for everyone.
+        let checkpoint = if report.rebuilding.is_empty() {
+            recovering_checkpoint.unwrap_or(0)
+        } else {
+            0
+        };
+        for (p, d) in opened.iter_mut().enumerate() {
+            if let Some(d) = d.take() {
+                if taken[p] {
+                    continue;
+                }
+                report.released.push(d.disk);
+                spares.push(d);
+            }
+        }
+        let mut intent = WriteIntent::new(layout.sectors(), region_sectors_for(layout.sectors()));
+        let mut bitmap_ok = false;
+        for role in &roles {
+            if role.state != RoleState::Active {
+                continue;
+            }
+            if let Some(d) = &role.dev {
+                if let Ok(block) = d.read_bitmap() {
+                    bitmap_ok |= intent.load_block(&block, &newest.array_uuid);
+                }
+            }
+        }
+        let initing = asm.dirty && newest.rebuild_checkpoint == u64::MAX;
+        if asm.dirty && !bitmap_ok {
+            tracing::warn!(
+                lun = label,
+                "the array was not shut down cleanly and no bitmap is readable: resyncing all of it"
+            );
+            intent.mark_all();
+        }
+        report.dirty_regions = intent.dirty_count();
+        let mut array = Array {
+            label: label.to_string(),
+            uuid: newest.array_uuid,
+            layout,
+            member_sectors: newest.member_sectors,
+            event: asm.event,
+            roles,
+            intent,
+            sync: None,
+            resync_owed: report.dirty_regions > 0,
+            initing,
+            lost: false,
+            checkpoint,
+            last_scrub: None,
+        };
+        array.commit("assembled")?;
+        Ok((array, report))
+    }
+
+    /// Creates a new array on blank `devs` (in role order).
+    fn create(
+        label: &str,
+        devs: Vec<MemberDisk>,
+        chunk_sectors: u64,
+        clean: bool,
+    ) -> Result<Array, ArrayError> {
+        let smallest = devs
+            .iter()
+            .min_by_key(|d| d.data_sectors())
+            .ok_or_else(|| ArrayError::Disk(format!("{label}: no member disks")))?;
+        let member_sectors = smallest.data_sectors();
+        if member_sectors < chunk_sectors {
+            return Err(ArrayError::Disk(format!(
+                "{label}: disk {} ({}) is too small: it holds {} bytes, an array member needs at least {} (1 MiB of metadata + one {}-byte chunk)",
+                smallest.disk,
+                smallest.path().display(),
+                smallest.sectors() * 512,
+                (DATA_OFFSET_SECTORS + chunk_sectors) * 512,
+                chunk_sectors * 512
+            )));
+        }
+        let layout = Layout::new(devs.len(), chunk_sectors, member_sectors)?;
+        let largest = devs.iter().map(|d| d.data_sectors()).max().unwrap_or(0);
+        if largest > member_sectors + member_sectors / 10 {
+            tracing::warn!(
+                lun = label,
+                smallest = member_sectors * 512,
+                largest = largest * 512,
+                "member sizes differ by more than 10%: every member only contributes the smallest one's size"
+            );
+        }
+        let roles = devs
+            .into_iter()
+            .map(|d| Role {
+                dev: Some(d),
+                state: RoleState::Active,
+                in_flight: 0,
+                counters: MemberCounters::default(),
+                fault: Fault::None,
+            })
+            .collect();
+        let mut intent = WriteIntent::new(layout.sectors(), region_sectors_for(layout.sectors()));
+        if !clean {
+            intent.mark_all();
+        }
+        let mut array = Array {
+            label: label.to_string(),
+            uuid: random_uuid(),
+            layout,
+            member_sectors,
+            event: 0,
+            roles,
+            intent,
+            sync: None,
+            resync_owed: !clean,
+            initing: !clean,
+            lost: false,
+            checkpoint: 0,
+            last_scrub: None,
+        };
+        // The bitmap first (all dirty unless clean), then the superblocks that make it an
+        // array: a crash in between leaves blank disks, never an array without its bitmap.
+        array.persist_bitmap()?;
+        array.commit(if clean {
+            "created clean (members known to be zeroed)"
+        } else {
+            "created; initial sync starts"
+        })?;
+        Ok(array)
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Array capacity in sectors.
+    pub fn sectors(&self) -> u64 {
+        self.layout.sectors()
+    }
+
+    /// The event counter.
+    pub fn event(&self) -> u64 {
+        self.event
+    }
+
+    /// The rebuild checkpoint (array sectors below it are rebuilt on recovering roles).
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint
+    }
+
+    /// Moves the rebuild checkpoint (persisted with the next `commit`).
+    pub fn set_checkpoint(&mut self, lba: u64) {
+        self.checkpoint = lba;
+    }
+
+    fn superblock(&self, role: usize, state: MemberState, dirty: bool) -> Superblock {
+        Superblock {
+            array_uuid: self.uuid,
+            role: role as u32,
+            members: self.roles.len() as u32,
+            chunk_sectors: self.layout.chunk_sectors() as u32,
+            event: self.event,
+            dirty,
+            state,
+            data_offset: DATA_OFFSET_SECTORS,
+            member_sectors: self.member_sectors,
+            array_sectors: self.layout.sectors(),
+            rebuild_checkpoint: if state == MemberState::Recovering {
+                self.checkpoint
+            } else if self.initing {
+                u64::MAX
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Bumps the event counter and writes every live member's superblock (marked dirty:
+    /// the array is in service). A member whose superblock cannot be written is failed.
+    pub fn commit(&mut self, why: &str) -> Result<(), ArrayError> {
+        self.write_superblocks(true, why)
+    }
+
+    /// Orderly shutdown with nothing in flight: both copies agree everywhere except where a
+    /// resync is still owed, so the bitmap keeps only those regions; a running rebuild keeps
+    /// its checkpoint and resumes at the next start.
+    pub fn close(&mut self) -> Result<(), ArrayError> {
+        let resync_pending = self.resync_owed
+            || self
+                .sync
+                .as_ref()
+                .is_some_and(|s| s.kind == SyncKind::Resync);
+        if let Some(j) = self.sync.as_ref().filter(|j| j.kind == SyncKind::Rebuild) {
+            self.checkpoint = j.checkpoint();
+        }
+        if !resync_pending {
+            self.intent.load(&[]);
+        }
+        self.persist_bitmap()?;
+        self.write_superblocks(resync_pending, "stopped")
+    }
+
+    fn write_superblocks(&mut self, dirty: bool, why: &str) -> Result<(), ArrayError> {
+        self.event += 1;
+        loop {
+            let mut failed_now = None;
+            let mut written = 0;
+            for r in 0..self.roles.len() {
+                let state = match self.roles[r].state {
+                    RoleState::Active => MemberState::Active,
+                    RoleState::Recovering => MemberState::Recovering,
+                    _ => continue,
+                };
+                let sb = self.superblock(r, state, dirty);
+                let Some(dev) = &self.roles[r].dev else {
+                    continue;
+                };
+                if let Err(e) = dev.write_superblock(&sb) {
+                    tracing::error!(lun = %self.label, role = r, disk = dev.disk, error = %e, "superblock write failed: failing the member");
+                    failed_now = Some(r);
+                    break;
+                }
+                written += 1;
+            }
+            match failed_now {
+                Some(r) => {
+                    self.roles[r].state = RoleState::Failed;
+                    self.event += 1;
+                }
+                None => {
+                    if written == 0 {
+                        return Err(ArrayError::Disk(format!(
+                            "{}: no member accepted the superblock update",
+                            self.label
+                        )));
+                    }
+                    tracing::info!(lun = %self.label, event = self.event, state = %self.state(), why, "array metadata updated");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Writes the bitmap block to every live member (before the writes it announces).
+    pub fn persist_bitmap(&mut self) -> Result<(), ArrayError> {
+        let block = self.intent.encode_block(&self.uuid);
+        let mut ok = 0;
+        let mut failed = Vec::new();
+        for (r, role) in self.roles.iter().enumerate() {
+            if !matches!(role.state, RoleState::Active | RoleState::Recovering) {
+                continue;
+            }
+            if let Some(d) = &role.dev {
+                match d.write_bitmap(&block) {
+                    Ok(()) => ok += 1,
+                    Err(e) => {
+                        tracing::error!(lun = %self.label, role = r, error = %e, "bitmap write failed");
+                        failed.push(r);
+                    }
+                }
+            }
+        }
+        for r in failed {
+            self.fail_role(r, "bitmap write failed");
+        }
+        if ok == 0 {
+            return Err(ArrayError::Disk(format!(
+                "{}: no member accepted the bitmap update",
+                self.label
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fails role `r` (I/O error or admin) and records it on the other members before
+    /// anything else happens. Returns false if it was not live.
+    pub fn fail_role(&mut self, r: usize, why: &str) -> bool {
+        let Some(role) = self.roles.get_mut(r) else {
+            return false;
+        };
+        if !matches!(role.state, RoleState::Active | RoleState::Recovering) {
+            return false;
+        }
+        role.state = RoleState::Failed;
+        let disk = role.dev.as_ref().map(|d| d.disk);
+        tracing::error!(lun = %self.label, role = r, disk, why, "member failed");
+        if let Some(d) = &self.roles[r].dev {
+            // Best effort: a failing disk may not take it; the event counter decides anyway.
+            let sb = self.superblock(r, MemberState::Failed, true);
+            let _ = d.write_superblock(&sb);
+        }
+        if let Err(e) = self.commit("member failed") {
+            tracing::error!(lun = %self.label, error = %e, "could not record the failure on any member");
+        }
+        if self.unreadable_chunk() {
+            self.lost = true;
+        }
+        true
+    }
+
+    /// Puts `dev` into role `r` (failed or missing) to be rebuilt. Returns the disk back if
+    /// the role is live or the disk too small.
+    pub fn add_for_rebuild(&mut self, r: usize, dev: MemberDisk) -> Result<(), MemberDisk> {
+        if r >= self.roles.len()
+            || matches!(self.roles[r].state, RoleState::Active | RoleState::Recovering)
+            || dev.data_sectors() < self.member_sectors
+        {
+            return Err(dev);
+        }
+        tracing::info!(lun = %self.label, role = r, disk = dev.disk, path = %dev.path().display(), "disk added: rebuild starts");
+        let old = self.roles[r].dev.replace(dev);
+        drop(old);
+        self.roles[r].state = RoleState::Recovering;
+        self.roles[r].fault = Fault::None;
+        self.roles[r].counters = MemberCounters::default();
+        self.checkpoint = 0;
+        // A running rebuild restarts from the beginning so that it covers the new role.
+        if self
+            .sync
+            .as_ref()
+            .is_some_and(|s| s.kind == SyncKind::Rebuild)
+        {
+            self.sync = None;
+        }
+        if let Err(e) = self.commit("disk added for rebuild") {
+            tracing::error!(lun = %self.label, error = %e, "could not record the new member");
+        }
+        Ok(())
+    }
+
+    /// Takes the disk out of a failed role (to eject or replace it).
+    pub fn take_failed(&mut self, r: usize) -> Option<MemberDisk> {
+        let role = self.roles.get_mut(r)?;
+        if role.state != RoleState::Failed {
+            return None;
+        }
+        role.dev.take()
+    }
+
+    /// True when some chunk has no readable copy.
+    pub fn unreadable_chunk(&self) -> bool {
+        let n = self.roles.len() as u64;
+        (0..n.min(self.layout.chunks())).any(|chunk| {
+            self.layout
+                .locate(chunk * self.layout.chunk_sectors())
+                .iter()
+                .all(|(m, _)| self.roles[*m].state != RoleState::Active)
+        })
+    }
+
+    /// A failed or missing role, if any.
+    pub fn role_needing_disk(&self) -> Option<usize> {
+        self.roles
+            .iter()
+            .position(|r| matches!(r.state, RoleState::Failed | RoleState::Missing))
+    }
+
+    /// Whether copy `m` of `piece` may be read.
+    pub fn readable(&self, m: usize, piece: &Piece) -> bool {
+        let role = &self.roles[m];
+        if role.dev.is_none() {
+            return false;
+        }
+        match role.state {
+            RoleState::Active => true,
+            RoleState::Recovering => {
+                self.sync.as_ref().is_some_and(|s| s.kind == SyncKind::Rebuild)
+                    && piece.array_lba + piece.sectors <= self.checkpoint
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether role `m` takes writes.
+    pub fn writable(&self, m: usize) -> bool {
+        self.roles[m].dev.is_some()
+            && matches!(
+                self.roles[m].state,
+                RoleState::Active | RoleState::Recovering
+            )
+    }
+
+    /// The copy to read `piece` from: during a resync only the first readable copy (so that
+    /// two reads of an unsynced region agree), else the one with the fewest I/Os in flight.
+    /// `avoid` excludes a member that just failed this read.
+    pub fn pick_read(&self, piece: &Piece, avoid: Option<usize>) -> Option<usize> {
+        let candidates = piece
+            .copies
+            .iter()
+            .map(|(m, _)| *m)
+            .filter(|m| Some(*m) != avoid && self.readable(*m, piece));
+        let resyncing = self.resync_owed
+            || self
+                .sync
+                .as_ref()
+                .is_some_and(|s| s.kind == SyncKind::Resync);
+        if resyncing && self.intent.is_dirty_at(piece.array_lba) {
+            return candidates.into_iter().next();
+        }
+        candidates.min_by_key(|m| self.roles[*m].in_flight)
+    }
+
+    /// States shown for the LUN: `normal`, or a combination of `initing`, `degraded`,
+    /// `recovering`, `failed`.
+    pub fn state(&self) -> String {
+        let mut parts = Vec::new();
+        if self.initing && (self.resync_owed || self.sync.is_some()) {
+            parts.push("initing");
+        }
+        if self
+            .roles
+            .iter()
+            .any(|r| r.state != RoleState::Active)
+        {
+            parts.push("degraded");
+        }
+        if self
+            .roles
+            .iter()
+            .any(|r| r.state == RoleState::Recovering)
+        {
+            parts.push("recovering");
+        }
+        if self.lost || self.unreadable_chunk() {
+            parts.push("failed");
+        }
+        if parts.is_empty() {
+            "normal".into()
+        } else {
+            parts.join(",")
+        }
+    }
+
+    /// True while not every role is active and in sync.
+    pub fn degraded(&self) -> bool {
+        self.roles.iter().any(|r| r.state != RoleState::Active)
+    }
+
+    /// Starts the next sync job owed, if none runs: rebuild first, then resync.
+    pub fn next_job(&mut self) -> Option<&SyncJob> {
+        if self.sync.is_none() {
+            let rebuild = self
+                .roles
+                .iter()
+                .any(|r| r.state == RoleState::Recovering && r.dev.is_some());
+            if rebuild {
+                self.sync = Some(SyncJob::new(SyncKind::Rebuild, self.checkpoint, self.sectors()));
+            } else if self.resync_owed {
+                self.resync_owed = false;
+                self.sync = Some(SyncJob::new(SyncKind::Resync, 0, self.sectors()));
+            }
+            if let Some(j) = &self.sync {
+                tracing::info!(lun = %self.label, job = %j.kind, from = j.cursor, "sync job starts");
+            }
+        }
+        self.sync.as_ref()
+    }
+}

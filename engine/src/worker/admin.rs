@@ -1,0 +1,312 @@
+//! Admin commands as the worker runs them: the admin socket thread hands over one line and
+//! a reply channel; the worker answers between batches (never on the frame path).
+
+use super::Worker;
+use crate::store::raid10::{Fault, RoleState, SyncJob, SyncKind};
+use std::fmt::Write as _;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{Receiver, Sender};
+
+/// One admin command line and where its answer goes.
+pub struct AdminRequest {
+    /// The command line.
+    pub line: String,
+    /// The answer (text; a first line starting with `error:` means it failed).
+    pub reply: Sender<String>,
+}
+
+/// The worker's end of the admin channel.
+pub struct AdminLink {
+    /// Requests.
+    pub requests: Receiver<AdminRequest>,
+    /// Readable when requests wait (one byte per request).
+    pub wake: UnixStream,
+}
+
+impl AdminLink {
+    /// The descriptor the worker polls.
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+}
+
+/// Commands the worker understands.
+pub const HELP: &str = "\
+commands:
+  show                      LUNs, arrays and their member disks with states and counters
+  when                      progress of rebuilds, resyncs and scrubs (percent, rate, time left)
+  spares                    the shelf's hot spares
+  fail LUN.ROLE             fail a member (e.g. fail 0.2); a spare takes its place if there is one
+  replace LUN.ROLE DISK     rebuild a failed or missing member onto spare disk DISK (e.g. replace 0.2 5)
+  scrub LUN [repair]        compare both copies of every chunk; with repair, fix differences
+  inject LUN.ROLE read|write|all|off
+                            make a member's I/O fail with EIO (fault drill, like rdfail)
+  help                      this text";
+
+fn human_bytes(b: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
+}
+
+fn parse_role(arg: &str) -> Option<(u8, usize)> {
+    let parts: Vec<&str> = arg.split('.').collect();
+    match parts.as_slice() {
+        [lun, role] | [lun, "0", role] => Some((lun.parse().ok()?, role.parse().ok()?)),
+        _ => None,
+    }
+}
+
+impl Worker {
+    /// Answers every waiting admin request.
+    pub(super) fn serve_admin(&mut self) {
+        let mut requests = Vec::new();
+        if let Some(link) = self.admin.as_mut() {
+            let mut drain = [0u8; 64];
+            use std::io::Read;
+            let _ = link.wake.read(&mut drain);
+            while let Ok(r) = link.requests.try_recv() {
+                requests.push(r);
+            }
+        }
+        for r in requests {
+            let answer = self.admin_command(r.line.trim());
+            let _ = r.reply.send(answer);
+        }
+    }
+
+    fn target_of(&self, slot: u8) -> Result<usize, String> {
+        self.targets
+            .iter()
+            .position(|t| t.slot == slot)
+            .ok_or_else(|| format!("error: no LUN {slot} on this shelf"))
+    }
+
+    fn array_of(&self, slot: u8) -> Result<usize, String> {
+        let t = self.target_of(slot)?;
+        if self.arrays[t].is_none() {
+            return Err(format!("error: LUN {slot} is a file LUN, not a RAID-10 array"));
+        }
+        Ok(t)
+    }
+
+    fn admin_command(&mut self, line: &str) -> String {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let result = match words.as_slice() {
+            [] | ["help"] => Ok(HELP.to_string()),
+            ["show"] | ["show", "-l"] | ["list"] | ["list", "-l"] => Ok(self.show()),
+            ["when"] => Ok(self.when()),
+            ["spares"] => Ok(self.show_spares()),
+            ["fail", who] => self.cmd_fail(who),
+            ["replace", who, disk] => self.cmd_replace(who, disk),
+            ["scrub", lun] => self.cmd_scrub(lun, false),
+            ["scrub", lun, "repair"] => self.cmd_scrub(lun, true),
+            ["inject", who, what] => self.cmd_inject(who, what),
+            _ => Err(format!("error: unknown command '{line}'\n{HELP}")),
+        };
+        match result {
+            Ok(s) | Err(s) => s,
+        }
+    }
+
+    fn show(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{:<8} {:<10} {:>12}  {}", "LUN", "TYPE", "SIZE", "STATE");
+        for (t, target) in self.targets.iter().enumerate() {
+            let name = format!("{}.{}", target.shelf, target.slot);
+            let size = human_bytes((target.sectors * 512) as f64);
+            match &self.arrays[t] {
+                None => {
+                    let path = target
+                        .backing
+                        .as_ref()
+                        .map(|b| b.path().display().to_string())
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "{name:<8} {:<10} {size:>12}  normal  {path}", "file");
+                }
+                Some(a) => {
+                    let _ = writeln!(
+                        out,
+                        "{name:<8} {:<10} {size:>12}  {}  ({} members, chunk {})",
+                        "raid10",
+                        a.state(),
+                        a.roles.len(),
+                        human_bytes((a.layout().chunk_sectors() * 512) as f64)
+                    );
+                    for (r, role) in a.roles.iter().enumerate() {
+                        let (disk, path) = role.dev.as_ref().map_or(
+                            ("-".to_string(), String::new()),
+                            |d| (format!("{}.{}", target.shelf, d.disk), d.path().display().to_string()),
+                        );
+                        let c = role.counters;
+                        let fault = if role.fault == Fault::None {
+                            String::new()
+                        } else {
+                            format!("  fault-injected={:?}", role.fault)
+                        };
+                        let _ = writeln!(
+                            out,
+                            "  {}.0.{r:<4} disk {disk:<6} {:<10} ios {} bytes {} read-errors {} write-errors {} corrected {}  {path}{fault}",
+                            target.slot,
+                            role.state.to_string(),
+                            c.ios,
+                            c.bytes,
+                            c.read_errors,
+                            c.write_errors,
+                            c.corrected
+                        );
+                    }
+                    if let Some((compared, mismatches, repair)) = a.last_scrub {
+                        let _ = writeln!(
+                            out,
+                            "  last scrub: {compared} pieces compared, {mismatches} mismatches{}",
+                            if repair { " (repaired)" } else { "" }
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn when(&self) -> String {
+        let mut out = String::new();
+        for (t, target) in self.targets.iter().enumerate() {
+            let Some(a) = &self.arrays[t] else { continue };
+            let name = format!("{}.{}", target.shelf, target.slot);
+            match &a.sync {
+                Some(j) => {
+                    let eta = j
+                        .eta()
+                        .map(|d| {
+                            let s = d.as_secs();
+                            format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+                        })
+                        .unwrap_or_else(|| "?".into());
+                    let _ = writeln!(
+                        out,
+                        "{name} {} {:.1}% {}/s eta {eta} ({} done)",
+                        j.kind,
+                        j.percent(),
+                        human_bytes(j.rate()),
+                        human_bytes(j.bytes as f64)
+                    );
+                }
+                None if a.resync_owed => {
+                    let _ = writeln!(out, "{name} resync pending");
+                }
+                None => {}
+            }
+        }
+        if out.is_empty() {
+            out.push_str("no rebuild, resync or scrub running\n");
+        }
+        out
+    }
+
+    fn show_spares(&self) -> String {
+        let shelf = self.shelf;
+        let mut out = String::new();
+        for d in &self.spares {
+            let _ = writeln!(out, "{shelf}.{}  {}  {}", d.disk, human_bytes((d.sectors() * 512) as f64), d.path().display());
+        }
+        for d in &self.failed_disks {
+            let _ = writeln!(out, "{shelf}.{}  failed (taken out of its array)  {}", d.disk, d.path().display());
+        }
+        if out.is_empty() {
+            out.push_str("no spares\n");
+        }
+        out
+    }
+
+    fn cmd_fail(&mut self, who: &str) -> Result<String, String> {
+        let (slot, r) = parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
+        let t = self.array_of(slot)?;
+        let a = self.arrays[t].as_mut().ok_or("error: no array")?;
+        if r >= a.roles.len() {
+            return Err(format!("error: LUN {slot} has roles 0..{}", a.roles.len() - 1));
+        }
+        if !a.fail_role(r, "failed by the admin") {
+            return Err(format!("error: {who} is not in service ({})", a.roles[r].state));
+        }
+        self.publish_health(t);
+        self.pull_spare(t);
+        Ok(format!("{who} failed; LUN state {}\n", self.arrays[t].as_ref().map(|a| a.state()).unwrap_or_default()))
+    }
+
+    fn cmd_replace(&mut self, who: &str, disk: &str) -> Result<String, String> {
+        let (slot, r) = parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
+        let disk: usize = disk
+            .rsplit('.')
+            .next()
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| format!("error: '{disk}' is not a disk number"))?;
+        let t = self.array_of(slot)?;
+        let pos = self
+            .spares
+            .iter()
+            .position(|d| d.disk == disk)
+            .ok_or_else(|| format!("error: disk {disk} is not a hot spare (see 'spares'); list it under 'spares:' in the configuration"))?;
+        let a = self.arrays[t].as_mut().ok_or("error: no array")?;
+        if r >= a.roles.len() {
+            return Err(format!("error: LUN {slot} has roles 0..{}", a.roles.len() - 1));
+        }
+        if !matches!(a.roles[r].state, RoleState::Failed | RoleState::Missing) {
+            return Err(format!("error: {who} is {}: fail it first", a.roles[r].state));
+        }
+        let dev = self.spares.remove(pos);
+        if let Some(old) = a.take_failed(r) {
+            self.failed_disks.push(old);
+        }
+        if let Err(dev) = a.add_for_rebuild(r, dev) {
+            self.spares.insert(pos, dev);
+            return Err(format!("error: disk {disk} is too small for LUN {slot}"));
+        }
+        self.publish_health(t);
+        Ok(format!("disk {disk} replaces {who}; rebuild started\n"))
+    }
+
+    fn cmd_scrub(&mut self, lun: &str, repair: bool) -> Result<String, String> {
+        let slot: u8 = lun.parse().map_err(|_| format!("error: '{lun}' is not a LUN number"))?;
+        let t = self.array_of(slot)?;
+        let a = self.arrays[t].as_mut().ok_or("error: no array")?;
+        if let Some(j) = &a.sync {
+            return Err(format!("error: LUN {slot} is busy with a {}", j.kind));
+        }
+        a.sync = Some(SyncJob::new(SyncKind::Scrub { repair }, 0, a.sectors()));
+        self.pump_sync(t);
+        Ok(format!("scrub of LUN {slot} started{}\n", if repair { " (repair)" } else { "" }))
+    }
+
+    fn cmd_inject(&mut self, who: &str, what: &str) -> Result<String, String> {
+        let (slot, r) = parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
+        let fault = match what {
+            "read" => Fault::Read,
+            "write" => Fault::Write,
+            "all" => Fault::All,
+            "off" => Fault::None,
+            _ => return Err(format!("error: '{what}' is not read, write, all or off")),
+        };
+        let t = self.array_of(slot)?;
+        let a = self.arrays[t].as_mut().ok_or("error: no array")?;
+        let role = a.roles.get_mut(r).ok_or_else(|| format!("error: no role {r}"))?;
+        role.fault = fault;
+        tracing::warn!(lun = %a.label, role = r, ?fault, "fault injection set by the admin");
+        Ok(format!("{who}: injecting {what}\n"))
+    }
+
+    /// Records a clean stop on every array.
+    pub(super) fn close_arrays(&mut self) {
+        for a in self.arrays.iter_mut().flatten() {
+            if let Err(e) = a.close() {
+                tracing::error!(lun = %a.label, error = %e, "could not mark the array clean");
+            }
+        }
+    }
+}

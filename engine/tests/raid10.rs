@@ -1,0 +1,346 @@
+//! RAID-10 LUNs in lab namespaces: service through a failing member and a spare rebuild,
+//! crash resync of dirty regions only, a stale member rebuilt rather than trusted, initial
+//! sync, SMART health while degraded, scrub, and the admin commands that drive them.
+
+mod common;
+use common::raw::ata_regs;
+use common::*;
+use ethershelf::wire::*;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const READ_EXT: u8 = 0x24;
+const WRITE_EXT: u8 = 0x34;
+const MIB: u64 = 1 << 20;
+/// Member data starts after 1 MiB of metadata.
+const DATA_OFFSET: u64 = MIB;
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A shelf config with `members` + `spares` disks of `size` bytes and one RAID-10 LUN 0.
+fn raid_lab(lab: &Lab, members: usize, spares: usize, size: u64, raid_extra: &str) -> (PathBuf, Vec<PathBuf>) {
+    let mut disks = Vec::new();
+    for i in 0..members + spares {
+        disks.push(lab.disk(&format!("d{i}.img"), size));
+    }
+    let mut y = format!(
+        "shelf: 1\nstate_dir: {}\nadmin: {{ socket: {} }}\nrebuild: {{ min_rate: 20MiB, max_rate: 400MiB }}\nports:\n",
+        lab.dir.join("state").display(),
+        lab.dir.join("admin.sock").display()
+    );
+    for (s, _) in &lab.links {
+        y += &format!("  - {{ interface: {s}, mode: packet }}\n");
+    }
+    y += "disks:\n";
+    for d in &disks {
+        y += &format!("  - {}\n", d.display());
+    }
+    let member_list: Vec<String> = (0..members).map(|i| i.to_string()).collect();
+    let spare_list: Vec<String> = (members..members + spares).map(|i| i.to_string()).collect();
+    y += &format!("spares: [{}]\n", spare_list.join(", "));
+    y += &format!(
+        "luns:\n  - slot: 0\n    raid10: {{ disks: [{}], chunk: 64KiB{raid_extra} }}\n",
+        member_list.join(", ")
+    );
+    let p = lab.dir.join("shelf.yaml");
+    std::fs::write(&p, y).unwrap();
+    (p, disks)
+}
+
+fn ctl(lab: &Lab, cmd: &str) -> String {
+    let o = Command::new(binary())
+        .args(["ctl", "-s", lab.dir.join("admin.sock").to_str().unwrap()])
+        .args(cmd.split_whitespace())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "ctl {cmd} failed: {text}");
+    text
+}
+
+fn wait_log(lab: &Lab, needle: &str, count: usize, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while lab.log_lines(needle).len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "'{needle}' did not appear {count} time(s) in {secs} s:\n{}",
+            lab.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn lun_state(lab: &Lab) -> String {
+    let show = ctl(lab, "show");
+    show.lines()
+        .find(|l| l.starts_with("1.0 "))
+        .unwrap_or_else(|| panic!("no LUN line in:\n{show}"))
+        .to_string()
+}
+
+/// The data areas of two members hold the same bytes (copies of the same chunks).
+fn assert_same_data(a: &Path, b: &Path) {
+    let (fa, fb) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    let n = fa.len().min(fb.len());
+    let start = DATA_OFFSET as usize;
+    if fa[start..n] != fb[start..n] {
+        let first = (start..n).find(|i| fa[*i] != fb[*i]).unwrap();
+        panic!(
+            "{} and {} differ at byte {first} (member sector {})",
+            a.display(),
+            b.display(),
+            (first - start) / 512
+        );
+    }
+}
+
+fn smart_status(lab: &Lab, tag: u32) -> (u8, u8) {
+    let ini = lab.raw(0);
+    let mut f = ini.ata(None, 1, 0, tag, 0xB0, false, 0xC2_4F00, 0, &[]);
+    f[AOE_HEADER_LEN + 1] = 0xDA;
+    ini.send(&f);
+    let r = ini.recv_tag(tag, Duration::from_secs(5)).expect("SMART reply");
+    (r[AOE_HEADER_LEN + 5], r[AOE_HEADER_LEN + 6])
+}
+
+fn aoebench_verify(lab: &Lab, secs: &str, size: &str) -> std::thread::JoinHandle<(bool, String)> {
+    let ns = lab.hosts[0].clone();
+    let ifs = lab.host_if(0).to_string();
+    let (secs, size) = (secs.to_string(), size.to_string());
+    std::thread::spawn(move || {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns, "timeout", "180"])
+            .arg(aoebench())
+            .args([
+                "run", "--target", "1.0", "--if", &ifs, "--rw", "randrw", "--bs", "16k",
+                "--iodepth", "16", "--runtime", &secs, "--size", &size, "--verify", "crc32c",
+            ])
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    })
+}
+
+#[test]
+fn a_failing_member_is_invisible_to_clients_and_a_spare_rebuilds_it() {
+    let mut lab = Lab::new(1, 9000);
+    let (cfg, disks) = raid_lab(&lab, 4, 1, 48 * MIB, ", clean: true");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    assert!(lun_state(&lab).contains("normal"), "{}", ctl(&lab, "show"));
+    assert_eq!(smart_status(&lab, 1), (0x4F, 0xC2), "healthy before the failure");
+    let bench = aoebench_verify(&lab, "6", "64m");
+    std::thread::sleep(Duration::from_secs(3));
+    ctl(&lab, "inject 0.1 all");
+    let (ok, out) = bench.join().unwrap();
+    assert!(ok, "aoebench saw errors or verify failures through the member failure:\n{out}\n{}", lab.log_text());
+    wait_log(&lab, "member failed", 1, 10);
+    wait_log(&lab, "rebuild finished", 1, 60);
+    let show = ctl(&lab, "show");
+    assert!(lun_state(&lab).contains("normal"), "after the rebuild:\n{show}");
+    assert!(show.contains("disk 1.4"), "the spare (disk 4) took role 1:\n{show}");
+    assert!(ctl(&lab, "spares").contains("failed"), "the failed disk is listed");
+    assert_eq!(smart_status(&lab, 2), (0x4F, 0xC2), "healthy after the rebuild");
+    // A second verified run on the rebuilt array.
+    let (ok, out) = aoebench_verify(&lab, "2", "64m").join().unwrap();
+    assert!(ok, "second verify failed:\n{out}");
+    assert!(lab.stop().success());
+    // Near-2 over 4 members: roles (0,1) and (2,3) mirror each other; role 1 is disk 4 now.
+    assert_same_data(&disks[0], &disks[4]);
+    assert_same_data(&disks[2], &disks[3]);
+}
+
+#[test]
+fn sigkill_resyncs_only_dirty_regions_and_keeps_acknowledged_writes() {
+    let mut lab = Lab::new(1, 9000);
+    let (cfg, disks) = raid_lab(&lab, 4, 0, 40 * MIB, ", clean: true");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let ini = lab.raw(0);
+    let mut written = Vec::new();
+    // 64 writes of 8.5 KiB inside the first MiB (one bitmap region), crossing chunks.
+    for i in 0..64u32 {
+        let data = pattern(500 + i as u64, 17 * 512);
+        let lba = i as u64 * 31;
+        let r = ini.ata_io(1, 0, 0x100 + i, WRITE_EXT, true, lba, 17, &data);
+        assert_eq!(ata_regs(&r), (0x40, 0), "write {i}");
+        written.push((lba, data));
+    }
+    lab.stop_with(libc::SIGKILL);
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let opened = lab.log_lines("RAID-10 LUN opened");
+    let last = opened.last().unwrap();
+    assert!(last.contains("was_dirty=true"), "{last}");
+    assert!(last.contains("dirty_regions=1 "), "only the written region resyncs: {last}");
+    wait_log(&lab, "resync finished", 1, 30);
+    let ini = lab.raw(0);
+    for (i, (lba, data)) in written.iter().enumerate() {
+        let r = ini.ata_io(1, 0, 0x400 + i as u32, READ_EXT, true, *lba, 17, &[]);
+        assert_eq!(ata_regs(&r), (0x40, 0));
+        assert!(
+            r[ATA_DATA_OFFSET..ATA_DATA_OFFSET + data.len()] == data[..],
+            "acknowledged write at LBA {lba} lost after SIGKILL"
+        );
+    }
+    assert!(lab.stop().success());
+    assert_same_data(&disks[0], &disks[1]);
+    assert_same_data(&disks[2], &disks[3]);
+}
+
+#[test]
+fn a_new_array_syncs_and_a_stale_member_is_rebuilt_not_trusted() {
+    let mut lab = Lab::new(1, 1500);
+    let (cfg, disks) = raid_lab(&lab, 4, 0, 24 * MIB, ", degraded_start: true");
+    // Make the members differ so that the initial sync has something to do.
+    for (i, d) in disks.iter().enumerate() {
+        let f = std::fs::OpenOptions::new().write(true).open(d).unwrap();
+        f.write_all_at(&pattern(i as u64, 4 * MIB as usize), DATA_OFFSET).unwrap();
+    }
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    wait_log(&lab, "initial sync finished", 1, 60);
+    assert!(lun_state(&lab).contains("normal"));
+    let ini = lab.raw(0);
+    let old = pattern(7, 1024);
+    let r = ini.ata_io(1, 0, 1, WRITE_EXT, true, 256, 2, &old);
+    assert_eq!(ata_regs(&r), (0x40, 0));
+    assert!(lab.stop().success());
+    assert_same_data(&disks[0], &disks[1]);
+    assert_same_data(&disks[2], &disks[3]);
+
+    // Take role 2 away, write while it is gone.
+    let away = lab.dir.join("d2.away");
+    std::fs::rename(&disks[2], &away).unwrap();
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let state = lun_state(&lab);
+    assert!(state.contains("degraded"), "{state}");
+    assert_eq!(smart_status(&lab, 2), (0xF4, 0x2C), "threshold exceeded while degraded");
+    let ini = lab.raw(0);
+    // Chunk 1 (sectors 128..255) lives on roles 2 and 3.
+    let new = pattern(8, 8 * 1024);
+    for i in 0..4u32 {
+        let r = ini.ata_io(1, 0, 10 + i, WRITE_EXT, true, 128 + i as u64 * 16, 2, &new[..1024]);
+        assert_eq!(ata_regs(&r), (0x40, 0));
+    }
+    assert!(lab.stop().success());
+
+    // Bring it back: older event counter, so it is rebuilt from role 3.
+    std::fs::rename(&away, &disks[2]).unwrap();
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let opened = lab.log_lines("RAID-10 LUN opened");
+    assert!(opened.last().unwrap().contains("rebuilding=[2]"), "{}", opened.last().unwrap());
+    wait_log(&lab, "rebuild finished", 1, 60);
+    ctl(&lab, "fail 0.3");
+    // Role 3 is gone now: the data must come from the rebuilt role 2.
+    let ini = lab.raw(0);
+    for i in 0..4u32 {
+        let r = ini.ata_io(1, 0, 20 + i, READ_EXT, true, 128 + i as u64 * 16, 2, &[]);
+        assert_eq!(ata_regs(&r), (0x40, 0));
+        assert!(r[ATA_DATA_OFFSET..ATA_DATA_OFFSET + 1024] == new[..1024], "rebuilt data wrong at {i}");
+    }
+    let r = ini.ata_io(1, 0, 30, READ_EXT, true, 256, 2, &[]);
+    assert!(r[ATA_DATA_OFFSET..ATA_DATA_OFFSET + 1024] == old[..], "old data kept");
+    assert!(lab.stop().success());
+}
+
+#[test]
+fn scrub_counts_and_repairs_mismatches() {
+    let mut lab = Lab::new(1, 1500);
+    let (cfg, disks) = raid_lab(&lab, 2, 0, 8 * MIB, ", clean: true");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    assert!(lab.stop().success());
+    // Corrupt one copy behind the shelf's back.
+    let f = std::fs::OpenOptions::new().write(true).open(&disks[1]).unwrap();
+    f.write_all_at(&[0xAB; 4096], DATA_OFFSET + 3 * MIB).unwrap();
+    drop(f);
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    ctl(&lab, "scrub 0");
+    wait_log(&lab, "scrub finished", 1, 30);
+    assert!(ctl(&lab, "show").contains("1 mismatches"), "{}", ctl(&lab, "show"));
+    ctl(&lab, "scrub 0 repair");
+    wait_log(&lab, "scrub finished", 2, 30);
+    ctl(&lab, "scrub 0");
+    wait_log(&lab, "scrub finished", 3, 30);
+    assert!(ctl(&lab, "show").contains(" 0 mismatches"), "{}", ctl(&lab, "show"));
+    assert!(lab.stop().success());
+    assert_same_data(&disks[0], &disks[1]);
+}
+
+#[test]
+fn unsafe_arrays_are_refused_with_clear_messages() {
+    let mut lab = Lab::new(1, 1500);
+    let (cfg, disks) = raid_lab(&lab, 4, 0, 8 * MIB, ", clean: true");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    assert!(lab.stop().success());
+    // A missing member without degraded_start.
+    std::fs::rename(&disks[1], lab.dir.join("gone")).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.shelf_ns])
+        .arg(binary())
+        .args(["serve", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("degraded_start"), "{err}");
+    std::fs::rename(lab.dir.join("gone"), &disks[1]).unwrap();
+    // Both copies of a chunk missing: refused even with degraded_start.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("clean: true", "clean: true, degraded_start: true")).unwrap();
+    std::fs::rename(&disks[0], lab.dir.join("gone0")).unwrap();
+    std::fs::rename(&disks[1], lab.dir.join("gone1")).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.shelf_ns])
+        .arg(binary())
+        .args(["serve", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot start without losing data"), "{err}");
+    // A member of another array.
+    std::fs::rename(lab.dir.join("gone0"), &disks[0]).unwrap();
+    std::fs::rename(lab.dir.join("gone1"), &disks[1]).unwrap();
+    let foreign = lab.dir.join("foreign.yaml");
+    let mut other = std::fs::read_to_string(&cfg).unwrap();
+    other = other.replace(&disks[3].display().to_string(), &lab.dir.join("x3.img").display().to_string());
+    for i in 0..3 {
+        other = other.replace(&disks[i].display().to_string(), &lab.dir.join(format!("x{i}.img")).display().to_string());
+    }
+    for i in 0..4 {
+        lab.disk(&format!("x{i}.img"), 8 * MIB);
+    }
+    std::fs::write(&foreign, &other).unwrap();
+    lab.start(&["serve", "-c", foreign.to_str().unwrap()]);
+    assert!(lab.stop().success());
+    std::fs::copy(lab.dir.join("x2.img"), &disks[2]).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.shelf_ns])
+        .arg(binary())
+        .args(["serve", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("belongs to another array"), "{err}");
+}
