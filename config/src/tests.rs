@@ -32,12 +32,93 @@ fn parses_a_full_file() {
         c.luns[0].mask,
         vec![[0x52, 0x54, 0, 0xae, 0, 1], [0x52, 0x54, 0, 0xae, 0, 2]]
     );
-    assert!(c.luns[0].direct);
+    let Backend::File(f0) = &c.luns[0].backend else {
+        panic!("file LUN expected")
+    };
+    assert!(f0.direct);
     assert_eq!(c.luns[0].write_cache, WriteCache::Writethrough);
     assert!(c.luns[1].read_only);
     assert_eq!(c.luns[1].write_cache, WriteCache::Writeback);
-    assert_eq!(c.luns[1].offset, 1 << 20);
-    assert_eq!(c.luns[1].length, Some(1 << 30));
+    let Backend::File(f1) = &c.luns[1].backend else {
+        panic!("file LUN expected")
+    };
+    assert_eq!(f1.offset, 1 << 20);
+    assert_eq!(f1.length, Some(1 << 30));
+    assert_eq!(
+        c.admin_socket,
+        std::path::PathBuf::from(DEFAULT_ADMIN_SOCKET)
+    );
+}
+
+const RAID: &str = "\
+shelf: 1
+ports: [{ interface: sh0 }]
+disks: [/d/0, /d/1, /d/2, /d/3, /d/4]
+spares: [4]
+rebuild: { min_rate: 5MiB, max_rate: 1GiB }
+admin: { socket: /tmp/a.sock }
+luns:
+  - slot: 0
+    raid10: { disks: [0, 1, 2, 3], chunk: 128KiB, degraded_start: true }
+";
+
+#[test]
+fn parses_raid10_luns_disks_and_spares() {
+    let c = parse(RAID, "raid.yaml").unwrap();
+    assert_eq!(c.disks.len(), 5);
+    assert_eq!(c.spares, vec![4]);
+    assert_eq!(c.rebuild.min, 5 << 20);
+    assert_eq!(c.rebuild.max, 1 << 30);
+    assert_eq!(c.admin_socket, std::path::PathBuf::from("/tmp/a.sock"));
+    let Backend::Raid10(r) = &c.luns[0].backend else {
+        panic!("raid10 LUN expected")
+    };
+    assert_eq!(r.disks, vec![0, 1, 2, 3]);
+    assert_eq!(r.chunk, 128 << 10);
+    assert!(r.degraded_start && !r.clean);
+    let c = parse(&RAID.replace(", chunk: 128KiB", ""), "raid.yaml").unwrap();
+    let Backend::Raid10(r) = &c.luns[0].backend else {
+        panic!("raid10 LUN expected")
+    };
+    assert_eq!(r.chunk, DEFAULT_CHUNK);
+}
+
+#[test]
+fn raid10_mistakes_are_located_and_explained() {
+    let cases = [
+        ("disks: [0, 1, 2, 3]", "disks: [0]", "at least 2 disks"),
+        (
+            "disks: [0, 1, 2, 3]",
+            "disks: [0, 1, 9]",
+            "disk 9 does not exist",
+        ),
+        (
+            "disks: [0, 1, 2, 3]",
+            "disks: [0, 1, 4]",
+            "already used by the spares",
+        ),
+        (
+            "disks: [0, 1, 2, 3]",
+            "disks: [0, 1, 1]",
+            "already used by LUN 0",
+        ),
+        ("chunk: 128KiB", "chunk: 3000", "power of two"),
+        ("chunk: 128KiB", "chunk: 2KiB", "power of two"),
+        ("min_rate: 5MiB", "min_rate: 2GiB", "min_rate <= max_rate"),
+        ("spares: [4]", "spares: [7]", "disk 7 does not exist"),
+    ];
+    for (from, to, want) in cases {
+        let (line, col, text) = error_of(&RAID.replace(from, to));
+        assert!(text.contains(want), "{to}: {text}");
+        assert!(line > 0 && col > 0, "{to}: located");
+    }
+    let (_, _, text) = error_of(&RAID.replace(
+        "raid10: { disks: [0, 1, 2, 3], chunk: 128KiB, degraded_start: true }",
+        "file: /x\n    raid10: { disks: [0, 1] }",
+    ));
+    assert!(text.contains("both 'file' and 'raid10'"), "{text}");
+    let (_, _, text) = error_of("shelf: 1\nports: [{ interface: a }]\nluns:\n  - slot: 0\n");
+    assert!(text.contains("no storage"), "{text}");
 }
 
 fn error_of(yaml: &str) -> (u64, u64, String) {

@@ -138,8 +138,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 (None, Some(c)) => load(&c)?.admin_socket,
                 (None, None) => PathBuf::from(ethershelf_config::DEFAULT_ADMIN_SOCKET),
             };
-            let answer = ethershelf::admin::request(&path, &command.join(" "))
-                .map_err(|e| e.to_string())?;
+            let answer =
+                ethershelf::admin::request(&path, &command.join(" ")).map_err(|e| e.to_string())?;
             print!("{answer}");
             if answer.starts_with("error:") {
                 return Err("the shelf refused the command".into());

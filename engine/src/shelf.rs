@@ -256,7 +256,9 @@ pub fn check_luns(config: &Config) -> Result<Vec<String>, ShelfError> {
                                 "{shelf}.{i}: role {} of a {}-member array, event {}",
                                 sb.role, sb.members, sb.event
                             ),
-                            Ok(Metadata::Damaged(w)) => format!("{shelf}.{i}: damaged superblock ({w})"),
+                            Ok(Metadata::Damaged(w)) => {
+                                format!("{shelf}.{i}: damaged superblock ({w})")
+                            }
                             Err(e) => format!("{shelf}.{i}: unreadable ({e})"),
                         },
                     };

@@ -91,7 +91,9 @@ impl Worker {
     fn array_of(&self, slot: u8) -> Result<usize, String> {
         let t = self.target_of(slot)?;
         if self.arrays[t].is_none() {
-            return Err(format!("error: LUN {slot} is a file LUN, not a RAID-10 array"));
+            return Err(format!(
+                "error: LUN {slot} is a file LUN, not a RAID-10 array"
+            ));
         }
         Ok(t)
     }
@@ -117,7 +119,7 @@ impl Worker {
 
     fn show(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{:<8} {:<10} {:>12}  {}", "LUN", "TYPE", "SIZE", "STATE");
+        let _ = writeln!(out, "{:<8} {:<10} {:>12}  STATE", "LUN", "TYPE", "SIZE");
         for (t, target) in self.targets.iter().enumerate() {
             let name = format!("{}.{}", target.shelf, target.slot);
             let size = human_bytes((target.sectors * 512) as f64);
@@ -140,10 +142,15 @@ impl Worker {
                         human_bytes((a.layout().chunk_sectors() * 512) as f64)
                     );
                     for (r, role) in a.roles.iter().enumerate() {
-                        let (disk, path) = role.dev.as_ref().map_or(
-                            ("-".to_string(), String::new()),
-                            |d| (format!("{}.{}", target.shelf, d.disk), d.path().display().to_string()),
-                        );
+                        let (disk, path) =
+                            role.dev
+                                .as_ref()
+                                .map_or(("-".to_string(), String::new()), |d| {
+                                    (
+                                        format!("{}.{}", target.shelf, d.disk),
+                                        d.path().display().to_string(),
+                                    )
+                                });
                         let c = role.counters;
                         let fault = if role.fault == Fault::None {
                             String::new()
@@ -214,10 +221,21 @@ impl Worker {
         let shelf = self.shelf;
         let mut out = String::new();
         for d in &self.spares {
-            let _ = writeln!(out, "{shelf}.{}  {}  {}", d.disk, human_bytes((d.sectors() * 512) as f64), d.path().display());
+            let _ = writeln!(
+                out,
+                "{shelf}.{}  {}  {}",
+                d.disk,
+                human_bytes((d.sectors() * 512) as f64),
+                d.path().display()
+            );
         }
         for d in &self.failed_disks {
-            let _ = writeln!(out, "{shelf}.{}  failed (taken out of its array)  {}", d.disk, d.path().display());
+            let _ = writeln!(
+                out,
+                "{shelf}.{}  failed (taken out of its array)  {}",
+                d.disk,
+                d.path().display()
+            );
         }
         if out.is_empty() {
             out.push_str("no spares\n");
@@ -226,22 +244,36 @@ impl Worker {
     }
 
     fn cmd_fail(&mut self, who: &str) -> Result<String, String> {
-        let (slot, r) = parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
+        let (slot, r) =
+            parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
         let t = self.array_of(slot)?;
         let a = self.arrays[t].as_mut().ok_or("error: no array")?;
         if r >= a.roles.len() {
-            return Err(format!("error: LUN {slot} has roles 0..{}", a.roles.len() - 1));
+            return Err(format!(
+                "error: LUN {slot} has roles 0..{}",
+                a.roles.len() - 1
+            ));
         }
         if !a.fail_role(r, "failed by the admin") {
-            return Err(format!("error: {who} is not in service ({})", a.roles[r].state));
+            return Err(format!(
+                "error: {who} is not in service ({})",
+                a.roles[r].state
+            ));
         }
         self.publish_health(t);
         self.pull_spare(t);
-        Ok(format!("{who} failed; LUN state {}\n", self.arrays[t].as_ref().map(|a| a.state()).unwrap_or_default()))
+        Ok(format!(
+            "{who} failed; LUN state {}\n",
+            self.arrays[t]
+                .as_ref()
+                .map(|a| a.state())
+                .unwrap_or_default()
+        ))
     }
 
     fn cmd_replace(&mut self, who: &str, disk: &str) -> Result<String, String> {
-        let (slot, r) = parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
+        let (slot, r) =
+            parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
         let disk: usize = disk
             .rsplit('.')
             .next()
@@ -255,10 +287,16 @@ impl Worker {
             .ok_or_else(|| format!("error: disk {disk} is not a hot spare (see 'spares'); list it under 'spares:' in the configuration"))?;
         let a = self.arrays[t].as_mut().ok_or("error: no array")?;
         if r >= a.roles.len() {
-            return Err(format!("error: LUN {slot} has roles 0..{}", a.roles.len() - 1));
+            return Err(format!(
+                "error: LUN {slot} has roles 0..{}",
+                a.roles.len() - 1
+            ));
         }
         if !matches!(a.roles[r].state, RoleState::Failed | RoleState::Missing) {
-            return Err(format!("error: {who} is {}: fail it first", a.roles[r].state));
+            return Err(format!(
+                "error: {who} is {}: fail it first",
+                a.roles[r].state
+            ));
         }
         let dev = self.spares.remove(pos);
         if let Some(old) = a.take_failed(r) {
@@ -273,7 +311,9 @@ impl Worker {
     }
 
     fn cmd_scrub(&mut self, lun: &str, repair: bool) -> Result<String, String> {
-        let slot: u8 = lun.parse().map_err(|_| format!("error: '{lun}' is not a LUN number"))?;
+        let slot: u8 = lun
+            .parse()
+            .map_err(|_| format!("error: '{lun}' is not a LUN number"))?;
         let t = self.array_of(slot)?;
         let a = self.arrays[t].as_mut().ok_or("error: no array")?;
         if let Some(j) = &a.sync {
@@ -281,11 +321,15 @@ impl Worker {
         }
         a.sync = Some(SyncJob::new(SyncKind::Scrub { repair }, 0, a.sectors()));
         self.pump_sync(t);
-        Ok(format!("scrub of LUN {slot} started{}\n", if repair { " (repair)" } else { "" }))
+        Ok(format!(
+            "scrub of LUN {slot} started{}\n",
+            if repair { " (repair)" } else { "" }
+        ))
     }
 
     fn cmd_inject(&mut self, who: &str, what: &str) -> Result<String, String> {
-        let (slot, r) = parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
+        let (slot, r) =
+            parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
         let fault = match what {
             "read" => Fault::Read,
             "write" => Fault::Write,
@@ -295,7 +339,10 @@ impl Worker {
         };
         let t = self.array_of(slot)?;
         let a = self.arrays[t].as_mut().ok_or("error: no array")?;
-        let role = a.roles.get_mut(r).ok_or_else(|| format!("error: no role {r}"))?;
+        let role = a
+            .roles
+            .get_mut(r)
+            .ok_or_else(|| format!("error: no role {r}"))?;
         role.fault = fault;
         tracing::warn!(lun = %a.label, role = r, ?fault, "fault injection set by the admin");
         Ok(format!("{who}: injecting {what}\n"))

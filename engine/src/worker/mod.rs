@@ -333,13 +333,9 @@ impl Worker {
                     UD_IO => self.complete_io((ud & 0xFFFF_FFFF) as u32, result),
                     UD_RAID => self.raid_complete(ud, result),
                     UD_SYNC => self.sync_complete(ud, result),
-                    UD_TICK => {
-                        if !stopping {
-                            self.raid_tick();
-                            self.push_sqe(
-                                opcode::Timeout::new(&tick).build().user_data(UD_TICK),
-                            );
-                        }
+                    UD_TICK if !stopping => {
+                        self.raid_tick();
+                        self.push_sqe(opcode::Timeout::new(&tick).build().user_data(UD_TICK));
                     }
                     UD_ADMIN => {
                         self.serve_admin();

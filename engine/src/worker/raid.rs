@@ -24,7 +24,11 @@ pub const SYNC_SLOTS: usize = 8;
 
 /// Packs a member I/O of a client request into io_uring user data.
 fn raid_ud(slot: u32, piece: usize, member: usize, sub: u64) -> u64 {
-    UD_RAID | slot as u64 | ((piece as u64 & 0xFF) << 24) | ((member as u64 & 0xFF) << 32) | (sub << 40)
+    UD_RAID
+        | slot as u64
+        | ((piece as u64 & 0xFF) << 24)
+        | ((member as u64 & 0xFF) << 32)
+        | (sub << 40)
 }
 
 fn sync_ud(step: usize, member: usize, sub: u64) -> u64 {
@@ -68,7 +72,19 @@ impl Worker {
     }
 
     /// Queues one member I/O, or a synthetic EIO when a fault is injected on that member.
-    fn member_io(&mut self, t: usize, member: usize, sector: u64, buf: *mut u8, bytes: u32, write: bool, flags: i32, ud: u64) {
+    // The arguments are the fields of one io_uring entry; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
+    fn member_io(
+        &mut self,
+        t: usize,
+        member: usize,
+        sector: u64,
+        buf: *mut u8,
+        bytes: u32,
+        write: bool,
+        flags: i32,
+        ud: u64,
+    ) {
         let Some(array) = self.arrays[t].as_mut() else {
             return;
         };
@@ -210,7 +226,16 @@ impl Worker {
                     let sub = if write { SUB_WRITE } else { SUB_READ };
                     // SAFETY: `at + bytes` stays inside the slot's data area.
                     let buf = unsafe { data.add(at) };
-                    self.member_io(t, m, sector, buf, bytes, write, flags, raid_ud(slot, piece, m, sub));
+                    self.member_io(
+                        t,
+                        m,
+                        sector,
+                        buf,
+                        bytes,
+                        write,
+                        flags,
+                        raid_ud(slot, piece, m, sub),
+                    );
                 }
             }
         }
@@ -296,10 +321,8 @@ impl Worker {
                     array.fail_role(m, "write error");
                 }
             }
-            SUB_FLUSH => {
-                if !ok {
-                    array.fail_role(m, "flush error");
-                }
+            SUB_FLUSH if !ok => {
+                array.fail_role(m, "flush error");
             }
             SUB_REWRITE => {
                 if ok {
@@ -318,28 +341,56 @@ impl Worker {
             return;
         }
         self.in_flight -= 1;
-        let pieces = layout.pieces(s.lba, s.count as u64).map_or(0, |p| p.count());
-        let all = if pieces >= 64 { u64::MAX } else { (1u64 << pieces) - 1 };
+        let pieces = layout
+            .pieces(s.lba, s.count as u64)
+            .map_or(0, |p| p.count());
+        let all = if pieces >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << pieces) - 1
+        };
         let st = self.slots[slot as usize];
         let success = match s.op {
-            Op::Flush => !st.failed && self.arrays[t].as_ref().is_some_and(|a| !a.unreadable_chunk()),
+            Op::Flush => {
+                !st.failed
+                    && self.arrays[t]
+                        .as_ref()
+                        .is_some_and(|a| !a.unreadable_chunk())
+            }
             _ => !st.failed && st.piece_ok & all == all,
         };
         // A read that needed the other copy: rewrite the bad member from the good data first.
         if s.op == Op::Read && success && st.bad != 0 && sub != SUB_REWRITE {
             let bad = st.bad as usize - 1;
-            if let Some(piece) = layout.pieces(s.lba, s.count as u64).and_then(|mut p| p.nth(st.rewrite_piece as usize)) {
+            if let Some(piece) = layout
+                .pieces(s.lba, s.count as u64)
+                .and_then(|mut p| p.nth(st.rewrite_piece as usize))
+            {
                 let writable = self.arrays[t].as_ref().is_some_and(|a| a.writable(bad));
-                let extent = Extent { lun: t as u16, lba: piece.array_lba, count: piece.sectors as u32 };
+                let extent = Extent {
+                    lun: t as u16,
+                    lba: piece.array_lba,
+                    count: piece.sectors as u32,
+                };
                 if writable && self.order.try_admit(slot, extent) {
                     self.in_flight += 1;
                     self.slots[slot as usize].pending = 1;
                     let at = ((piece.array_lba - s.lba) as usize) * SECTOR_SIZE;
                     // SAFETY: inside the slot's data area, as for the read.
-                    let buf = unsafe { self.slab.frame_ptr(slot as usize).add(ATA_DATA_OFFSET + at) };
+                    let buf =
+                        unsafe { self.slab.frame_ptr(slot as usize).add(ATA_DATA_OFFSET + at) };
                     let sector = member_sector(&piece, bad);
                     let ud = raid_ud(slot, st.rewrite_piece as usize, bad, SUB_REWRITE);
-                    self.member_io(t, bad, sector, buf, piece.sectors as u32 * SECTOR_SIZE as u32, true, libc::RWF_DSYNC, ud);
+                    self.member_io(
+                        t,
+                        bad,
+                        sector,
+                        buf,
+                        piece.sectors as u32 * SECTOR_SIZE as u32,
+                        true,
+                        libc::RWF_DSYNC,
+                        ud,
+                    );
                     return;
                 }
                 if writable {
@@ -353,10 +404,21 @@ impl Worker {
     }
 
     /// Reissues one member I/O (after EINVAL or on the other copy).
-    fn raid_reissue(&mut self, slot: u32, piece_index: usize, m: usize, sub: u64, piece: Option<Piece>) {
+    fn raid_reissue(
+        &mut self,
+        slot: u32,
+        piece_index: usize,
+        m: usize,
+        sub: u64,
+        piece: Option<Piece>,
+    ) {
         let s = self.slots[slot as usize];
         let t = s.target as usize;
-        let flags = if self.targets[t].writethrough { libc::RWF_DSYNC } else { 0 };
+        let flags = if self.targets[t].writethrough {
+            libc::RWF_DSYNC
+        } else {
+            0
+        };
         let ud = raid_ud(slot, piece_index, m, sub);
         let Some(piece) = piece else {
             return self.member_flush(t, m, ud);
@@ -368,8 +430,21 @@ impl Worker {
         // SAFETY: inside the slot's data area.
         let buf = unsafe { self.slab.frame_ptr(slot as usize).add(ATA_DATA_OFFSET + at) };
         let write = sub == SUB_WRITE || sub == SUB_REWRITE;
-        let flags = if sub == SUB_REWRITE { libc::RWF_DSYNC } else { flags };
-        self.member_io(t, m, member_sector(&piece, m), buf, piece.sectors as u32 * SECTOR_SIZE as u32, write, flags, ud);
+        let flags = if sub == SUB_REWRITE {
+            libc::RWF_DSYNC
+        } else {
+            flags
+        };
+        self.member_io(
+            t,
+            m,
+            member_sector(&piece, m),
+            buf,
+            piece.sectors as u32 * SECTOR_SIZE as u32,
+            write,
+            flags,
+            ud,
+        );
     }
 
     /// Completes a client request: bitmap, write order, reply.
@@ -447,7 +522,8 @@ impl Worker {
             let Some(a) = self.arrays[t].as_mut() else {
                 continue;
             };
-            let resyncing = a.resync_owed || a.sync.as_ref().is_some_and(|j| j.kind == SyncKind::Resync);
+            let resyncing =
+                a.resync_owed || a.sync.as_ref().is_some_and(|j| j.kind == SyncKind::Resync);
             if !resyncing && tick % super::TICKS_PER_SECOND == 0 {
                 let cleared = a.intent.clear_idle(tick, 5 * super::TICKS_PER_SECOND);
                 if cleared > 0 {
@@ -538,7 +614,11 @@ impl Worker {
                 writing: false,
             });
             let pseudo = (self.slots.len() + sid) as u32;
-            let extent = Extent { lun: t as u16, lba: step.lba, count: step.sectors as u32 };
+            let extent = Extent {
+                lun: t as u16,
+                lba: step.lba,
+                count: step.sectors as u32,
+            };
             if self.order.admit(pseudo, extent) {
                 self.sync_read(sid);
             }
@@ -561,11 +641,29 @@ impl Worker {
         let (m, sector) = s.step.source;
         let mut pending = 1;
         let buf = self.sync_buf(sid, false);
-        self.member_io(t, m, sector, buf, bytes, false, 0, sync_ud(sid, m, STEP_READ));
+        self.member_io(
+            t,
+            m,
+            sector,
+            buf,
+            bytes,
+            false,
+            0,
+            sync_ud(sid, m, STEP_READ),
+        );
         if let Some((c, csector)) = s.step.compare {
             pending += 1;
             let buf2 = self.sync_buf(sid, true);
-            self.member_io(t, c, csector, buf2, bytes, false, 0, sync_ud(sid, c, STEP_COMPARE));
+            self.member_io(
+                t,
+                c,
+                csector,
+                buf2,
+                bytes,
+                false,
+                0,
+                sync_ud(sid, c, STEP_COMPARE),
+            );
         }
         if let Some(slot) = self.sync_slots[sid].as_mut() {
             slot.pending = pending;
@@ -597,7 +695,14 @@ impl Worker {
                     role.counters.read_errors += 1;
                 }
                 tracing::warn!(lun = %a.label, member = m, lba = s.step.lba, result, "sync I/O failed");
-                a.fail_role(m, if sub == STEP_WRITE { "write error during sync" } else { "read error during sync" });
+                a.fail_role(
+                    m,
+                    if sub == STEP_WRITE {
+                        "write error during sync"
+                    } else {
+                        "read error during sync"
+                    },
+                );
                 s.failed = true;
             }
         }
@@ -628,7 +733,12 @@ impl Worker {
                     }
                 }
                 if differ {
-                    tracing::warn!(lun = t, lba = s.step.lba, sectors = s.step.sectors, "scrub: the copies differ");
+                    tracing::warn!(
+                        lun = t,
+                        lba = s.step.lba,
+                        sectors = s.step.sectors,
+                        "scrub: the copies differ"
+                    );
                 }
             }
             if let Some((w, wsector)) = write_to {
@@ -638,7 +748,16 @@ impl Worker {
                 }
                 let buf = self.sync_buf(sid, false);
                 let flags = libc::RWF_DSYNC;
-                self.member_io(t, w, wsector, buf, bytes as u32, true, flags, sync_ud(sid, w, STEP_WRITE));
+                self.member_io(
+                    t,
+                    w,
+                    wsector,
+                    buf,
+                    bytes as u32,
+                    true,
+                    flags,
+                    sync_ud(sid, w, STEP_WRITE),
+                );
                 return;
             }
         }

@@ -238,7 +238,11 @@ impl Array {
                     if sb.array_uuid == newest_uuid && sb.state != MemberState::Spare =>
                 {
                     let d = spares.remove(i);
-                    tracing::info!(lun = label, disk = d.disk, "a spare disk is a member of this array (taken in by an earlier rebuild)");
+                    tracing::info!(
+                        lun = label,
+                        disk = d.disk,
+                        "a spare disk is a member of this array (taken in by an earlier rebuild)"
+                    );
                     meta.push(Some(Metadata::Member(sb)));
                     opened.push(Some(d));
                 }
@@ -287,10 +291,7 @@ impl Array {
                 continue;
             }
             let own = candidates.iter().position(|c| {
-                !taken[*c]
-                    && found
-                        .iter()
-                        .any(|(p, sb)| p == c && sb.role as usize == r)
+                !taken[*c] && found.iter().any(|(p, sb)| p == c && sb.role as usize == r)
             });
             let pick = own.or_else(|| candidates.iter().position(|c| !taken[*c]));
             if let Some(k) = pick {
@@ -650,7 +651,10 @@ impl Array {
     /// the role is live or the disk too small.
     pub fn add_for_rebuild(&mut self, r: usize, dev: MemberDisk) -> Result<(), MemberDisk> {
         if r >= self.roles.len()
-            || matches!(self.roles[r].state, RoleState::Active | RoleState::Recovering)
+            || matches!(
+                self.roles[r].state,
+                RoleState::Active | RoleState::Recovering
+            )
             || dev.data_sectors() < self.member_sectors
         {
             return Err(dev);
@@ -712,7 +716,9 @@ impl Array {
         match role.state {
             RoleState::Active => true,
             RoleState::Recovering => {
-                self.sync.as_ref().is_some_and(|s| s.kind == SyncKind::Rebuild)
+                self.sync
+                    .as_ref()
+                    .is_some_and(|s| s.kind == SyncKind::Rebuild)
                     && piece.array_lba + piece.sectors <= self.checkpoint
             }
             _ => false,
@@ -755,18 +761,10 @@ impl Array {
         if self.initing && (self.resync_owed || self.sync.is_some()) {
             parts.push("initing");
         }
-        if self
-            .roles
-            .iter()
-            .any(|r| r.state != RoleState::Active)
-        {
+        if self.roles.iter().any(|r| r.state != RoleState::Active) {
             parts.push("degraded");
         }
-        if self
-            .roles
-            .iter()
-            .any(|r| r.state == RoleState::Recovering)
-        {
+        if self.roles.iter().any(|r| r.state == RoleState::Recovering) {
             parts.push("recovering");
         }
         if self.lost || self.unreadable_chunk() {
@@ -792,7 +790,11 @@ impl Array {
                 .iter()
                 .any(|r| r.state == RoleState::Recovering && r.dev.is_some());
             if rebuild {
-                self.sync = Some(SyncJob::new(SyncKind::Rebuild, self.checkpoint, self.sectors()));
+                self.sync = Some(SyncJob::new(
+                    SyncKind::Rebuild,
+                    self.checkpoint,
+                    self.sectors(),
+                ));
             } else if self.resync_owed {
                 self.resync_owed = false;
                 self.sync = Some(SyncJob::new(SyncKind::Resync, 0, self.sectors()));

@@ -156,6 +156,7 @@ impl MemberDisk {
     /// Reads `buf.len()` bytes of data at member data sector `sector` (used by tests and
     /// offline tools; the engine reads through io_uring).
     pub fn read_data(&self, sector: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.meta_file()?.read_exact_at(buf, self.byte_offset(sector))
+        self.meta_file()?
+            .read_exact_at(buf, self.byte_offset(sector))
     }
 }

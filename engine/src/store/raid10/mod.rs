@@ -15,6 +15,6 @@ pub use array::{Array, ArrayError, Fault, MemberCounters, OpenReport, Role, Role
 pub use assemble::{assemble, AssembleError, Assembly};
 pub use bitmap::{region_sectors_for, WriteIntent, BITMAP_BYTES, BITMAP_OFFSET};
 pub use layout::{Layout, LayoutError, Piece, COPIES};
-pub use member::{Metadata, MemberDisk, DATA_OFFSET_SECTORS};
+pub use member::{MemberDisk, Metadata, DATA_OFFSET_SECTORS};
 pub use superblock::{MemberState, Superblock, SuperblockError, SUPERBLOCK_BYTES};
 pub use sync::{Step, SyncJob, SyncKind, MAX_STEPS, STEP_SECTORS};

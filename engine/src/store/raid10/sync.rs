@@ -164,9 +164,7 @@ impl SyncJob {
                 return None;
             }
             let lba = self.cursor;
-            let len = (chunk - lba % chunk)
-                .min(STEP_SECTORS)
-                .min(self.end - lba);
+            let len = (chunk - lba % chunk).min(STEP_SECTORS).min(self.end - lba);
             let [a, b] = layout.locate(lba);
             let state = |m: usize| {
                 if array.roles[m].dev.is_some() {
