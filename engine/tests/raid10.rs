@@ -224,6 +224,92 @@ fn a_failing_member_is_invisible_to_clients_and_a_spare_rebuilds_it() {
     assert_same_data(&disks[2], &disks[3]);
 }
 
+/// A FUSE mount (es-faultfs) of `backing`, unmounted on drop.
+struct FaultFs {
+    child: std::process::Child,
+    mount: PathBuf,
+}
+
+impl FaultFs {
+    fn mount(backing: &Path, mount: &Path) -> FaultFs {
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "/dev/fuse is missing: load the fuse module (modprobe fuse)"
+        );
+        std::fs::create_dir_all(mount).unwrap();
+        let child = Command::new(faultfs())
+            .args(["--backing", backing.to_str().unwrap()])
+            .args(["--mount", mount.to_str().unwrap(), "--duration", "300"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_dir(mount).map(|d| d.count()).unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "es-faultfs did not mount");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        FaultFs {
+            child,
+            mount: mount.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for FaultFs {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+#[test]
+fn a_member_failing_with_kernel_eio_is_failed_and_rebuilt_onto_a_spare() {
+    let mut lab = Lab::new(1, 9000);
+    let (cfg, disks) = raid_lab(&lab, 4, 1, 24 * MIB, ", clean: true");
+    // Member 2 lives on the fault filesystem.
+    let backing = lab.dir.join("fuse-backing");
+    std::fs::create_dir_all(&backing).unwrap();
+    std::fs::rename(&disks[2], backing.join("d2.img")).unwrap();
+    let fuse = FaultFs::mount(&backing, &lab.dir.join("fuse"));
+    let on_fuse = fuse.mount.join("d2.img");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            &disks[2].display().to_string(),
+            &on_fuse.display().to_string(),
+        ),
+    )
+    .unwrap();
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let bench = aoebench_verify(&lab, "5", "32m");
+    std::thread::sleep(Duration::from_secs(2));
+    // From now on the kernel answers EIO for every I/O on member 2.
+    std::fs::write(backing.join("d2.img.fail"), b"").unwrap();
+    let (ok, out) = bench.join().unwrap();
+    assert!(
+        ok,
+        "aoebench saw errors through a member returning EIO:\n{out}\n{}",
+        lab.log_text()
+    );
+    wait_log(&lab, "member failed", 1, 10);
+    let failed = lab.log_lines("member failed");
+    assert!(failed[0].contains("role=2"), "{}", failed[0]);
+    let eio = lab.log_lines("result=-5");
+    assert!(
+        !eio.is_empty(),
+        "the kernel's EIO reached the engine:\n{}",
+        lab.log_text()
+    );
+    println!("{}\n{}", failed[0], eio[0]);
+    wait_log(&lab, "rebuild finished", 1, 60);
+    assert!(lun_state(&lab).contains("normal"), "{}", ctl(&lab, "show"));
+    assert!(lab.stop().success());
+    drop(fuse);
+    assert_same_data(&disks[3], &disks[4]);
+}
+
 #[test]
 fn sigkill_resyncs_only_dirty_regions_and_keeps_acknowledged_writes() {
     let mut lab = Lab::new(1, 9000);

@@ -69,6 +69,10 @@ pub fn aoebench() -> PathBuf {
     workspace_bin(option_env!("CARGO_BIN_EXE_aoebench"), "aoebench")
 }
 
+pub fn faultfs() -> PathBuf {
+    workspace_bin(option_env!("CARGO_BIN_EXE_es-faultfs"), "es-faultfs")
+}
+
 /// A shelf namespace and one or more host namespaces, each joined to the shelf by a veth pair.
 pub struct Lab {
     pub id: String,
