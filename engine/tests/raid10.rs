@@ -224,45 +224,6 @@ fn a_failing_member_is_invisible_to_clients_and_a_spare_rebuilds_it() {
     assert_same_data(&disks[2], &disks[3]);
 }
 
-/// A FUSE mount (es-faultfs) of `backing`, unmounted on drop.
-struct FaultFs {
-    child: std::process::Child,
-    mount: PathBuf,
-}
-
-impl FaultFs {
-    fn mount(backing: &Path, mount: &Path) -> FaultFs {
-        assert!(
-            Path::new("/dev/fuse").exists(),
-            "/dev/fuse is missing: load the fuse module (modprobe fuse)"
-        );
-        std::fs::create_dir_all(mount).unwrap();
-        let child = Command::new(faultfs())
-            .args(["--backing", backing.to_str().unwrap()])
-            .args(["--mount", mount.to_str().unwrap(), "--duration", "300"])
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_dir(mount).map(|d| d.count()).unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "es-faultfs did not mount");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        FaultFs {
-            child,
-            mount: mount.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for FaultFs {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-    }
-}
-
 #[test]
 fn a_member_failing_with_kernel_eio_is_failed_and_rebuilt_onto_a_spare() {
     let mut lab = Lab::new(1, 9000);

@@ -279,3 +279,42 @@ impl Drop for Lab {
         }
     }
 }
+
+/// A FUSE mount (es-faultfs) of `backing`, unmounted on drop.
+pub struct FaultFs {
+    child: Child,
+    pub mount: PathBuf,
+}
+
+impl FaultFs {
+    pub fn mount(backing: &Path, mount: &Path) -> FaultFs {
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "/dev/fuse is missing: load the fuse module (modprobe fuse)"
+        );
+        std::fs::create_dir_all(mount).unwrap();
+        let child = Command::new(faultfs())
+            .args(["--backing", backing.to_str().unwrap()])
+            .args(["--mount", mount.to_str().unwrap(), "--duration", "300"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_dir(mount).map(|d| d.count()).unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "es-faultfs did not mount");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        FaultFs {
+            child,
+            mount: mount.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for FaultFs {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}

@@ -181,14 +181,19 @@ impl Array {
         let mut meta = Vec::new();
         for (disk, path) in disks {
             match MemberDisk::open(*disk, path) {
-                Ok(d) => {
-                    let m = d.read_metadata().map_err(|source| ArrayError::Io {
-                        what: format!("{label}: reading the superblock of {}", path.display()),
-                        source,
-                    })?;
-                    meta.push(Some(m));
-                    opened.push(Some(d));
-                }
+                Ok(d) => match d.read_metadata() {
+                    Ok(m) => {
+                        meta.push(Some(m));
+                        opened.push(Some(d));
+                    }
+                    Err(e) => {
+                        // A disk that fails its first read is treated as absent, never
+                        // as a reason to keep the whole shelf down.
+                        tracing::error!(lun = label, disk, path = %path.display(), error = %e, "member disk unreadable: treated as missing");
+                        meta.push(None);
+                        opened.push(None);
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(lun = label, disk, error = %e, "member disk cannot be opened");
                     meta.push(None);
