@@ -194,8 +194,8 @@ fn linux_initiator_verifies_through_a_failing_raid10_member_and_after_the_rebuil
     drop(fuse);
     // Role 2 is on disk 4 now: it mirrors role 3.
     let (a, b) = (
-        std::fs::read(&dir.join("d3.img")).unwrap(),
-        std::fs::read(&dir.join("d4.img")).unwrap(),
+        std::fs::read(dir.join("d3.img")).unwrap(),
+        std::fs::read(dir.join("d4.img")).unwrap(),
     );
     assert!(
         a[1 << 20..] == b[1 << 20..],
