@@ -18,3 +18,6 @@ pub use layout::{Layout, LayoutError, Piece, COPIES};
 pub use member::{MemberDisk, Metadata, DATA_OFFSET_SECTORS};
 pub use superblock::{MemberState, Superblock, SuperblockError, SUPERBLOCK_BYTES};
 pub use sync::{Step, SyncJob, SyncKind, MAX_STEPS, STEP_SECTORS};
+
+#[cfg(test)]
+mod tests;
