@@ -22,7 +22,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 cleanup
 rm -rf "$WORK"; mkdir -p "$WORK"
-truncate -s 1G "$WORK/lun0.img"
+for i in 0 1 2 3 4; do truncate -s 256M "$WORK/disk$i.img"; done
 
 echo "== lab: namespaces $SHELF_NS and $HOST_NS joined by veth sh0 <-> hb0 (MTU 9000)"
 ip netns add "$SHELF_NS"; ip netns add "$HOST_NS"
@@ -45,7 +45,16 @@ h aoeping -S return_status -s 5 1 0 hb0 | tee "$WORK/smart.txt"
 echo "== aoecfg: set and read the config string"
 h aoecfg -c fset -s "demo@$(hostname)" -t 1 1 0 hb0 | tee "$WORK/cfg.txt"
 h aoecfg -c read -t 1 1 0 hb0
+ctl() { "$BIN" ctl -c "$CONFIG" "$@"; }
+echo "== the RAID-10 LUN: ethershelf ctl show"
+ctl show
+echo "== fail member 0.1 (ethershelf ctl fail 0.1): the spare takes over and rebuilds"
+ctl fail 0.1
+for _ in $(seq 300); do ctl show | grep -q "^1.0 .* normal " && break; sleep 0.2; done
+ctl show | tee "$WORK/raid.txt"
+grep "raid: rebuild finished" "$WORK/shelf.log" | sed 's/^.*rebuild finished/rebuild finished:/' | tee "$WORK/rebuild.txt"
 kill "$pid"; wait "$pid" || true; pid=""
+grep -q "^1.0 .* normal " "$WORK/raid.txt" || { echo "FAILED: the array did not return to normal"; exit 1; }
 grep -q "model: ethershelf" "$WORK/identify.txt" || { echo "FAILED: identify"; exit 1; }
 grep -q "LBA Mid: 0x4f" "$WORK/smart.txt" || { echo "FAILED: SMART status"; exit 1; }
 
@@ -64,10 +73,13 @@ fi
 cat <<SUMMARY
 
 ==================== ethershelf demo: SUCCESS ====================
- shelf e1.0 served $WORK/lun0.img (1 GiB, sparse) from namespace $SHELF_NS on sh0 (MTU 9000)
+ shelf e1.0: a RAID-10 array over 4 disk files ($WORK/disk0-3.img) with spare disk4.img,
+             served from namespace $SHELF_NS on sh0 (MTU 9000)
  aoeping identify:  $(grep -E '^model' "$WORK/identify.txt")
  aoeping SMART:     healthy (LBA Mid 0x4f / High 0xc2)
  aoecfg:            config string set to "$(cat "$WORK/cfg.txt" | tr -d '\n')"
+ RAID-10:           member 0.1 failed on purpose, spare 1.4 rebuilt it, state normal again
+                    ($(cat "$WORK/rebuild.txt" | grep -o 'rate_mib_s="[0-9.]*"' | head -1))
  $ki
  logs and results:  $WORK
 ==================================================================

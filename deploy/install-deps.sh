@@ -5,7 +5,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(build-essential pkg-config iproute2 vblade aoetools tshark fio
-          qemu-system-x86 busybox-static cpio xz-utils procps fonts-dejavu-core)
+          qemu-system-x86 busybox-static cpio xz-utils procps fonts-dejavu-core fuse3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,4 +25,6 @@ if ! command -v cargo >/dev/null 2>&1; then
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
 fi
+# The RAID fault tests mount a FUSE filesystem.
+[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || echo "warning: /dev/fuse is missing (modprobe fuse): the RAID EIO tests will fail"
 echo "== dependencies ready ($(cargo --version))"
