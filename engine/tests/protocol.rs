@@ -95,8 +95,9 @@ fn sector_count_follows_mtu_and_max_sectors() {
         "9000",
     ]);
     let y = format!(
-        "shelf: 3\nstate_dir: {}\nports:\n  - {{ interface: {} }}\n  - {{ interface: {}, max_sectors: 16 }}\nluns:\n  - {{ slot: 1, file: {} }}\n",
+        "shelf: 3\nstate_dir: {}\nadmin: {{ socket: {} }}\nports:\n  - {{ interface: {} }}\n  - {{ interface: {}, max_sectors: 16 }}\nluns:\n  - {{ slot: 1, file: {} }}\n",
         lab.dir.join("state").display(),
+        lab.dir.join("admin.sock").display(),
         lab.shelf_if(0),
         lab.shelf_if(1),
         disk.display()

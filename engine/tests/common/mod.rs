@@ -144,8 +144,9 @@ impl Lab {
     /// Writes a config file with one LUN per (slot, file) on every shelf port.
     pub fn config(&self, shelf: u16, luns: &[(u8, &Path)], extra_lun_yaml: &str) -> PathBuf {
         let mut y = format!(
-            "shelf: {shelf}\nstate_dir: {}\nports:\n",
-            self.dir.join("state").display()
+            "shelf: {shelf}\nstate_dir: {}\nadmin: {{ socket: {} }}\nports:\n",
+            self.dir.join("state").display(),
+            self.dir.join("admin.sock").display()
         );
         for (s, _) in &self.links {
             y += &format!("  - {{ interface: {s}, mode: packet }}\n");
