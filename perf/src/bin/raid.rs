@@ -203,12 +203,17 @@ fn run(args: &Args) -> Result<(), String> {
     );
     for (name, rw, bs, qd, bw) in cases {
         let (mut single, mut raid) = (Vec::new(), Vec::new());
+        let mut cpu_per_io: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
         for pair in 1..=args.pairs {
             for (label, cfg) in [("single", &single_cfg), ("raid10", &raid_cfg)] {
                 let t = start(&work, cfg)?;
+                let cpu0 = t.cpu_seconds();
                 let r = aoebench(rw, bs, qd, args.runtime);
+                let cpu = t.cpu_seconds() - cpu0;
                 t.stop();
                 let r = r?;
+                let ios = r["ios"].as_u64().unwrap_or(1).max(1) as f64;
+                cpu_per_io.entry(label).or_default().push(cpu / ios * 1e6);
                 let v = if bw {
                     r["mib_per_s"].as_f64()
                 } else {
