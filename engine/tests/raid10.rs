@@ -488,3 +488,24 @@ fn unsafe_arrays_are_refused_with_clear_messages() {
     assert!(!out.status.success());
     assert!(err.contains("belongs to another array"), "{err}");
 }
+
+#[test]
+fn when_no_copy_survives_the_initiator_gets_unc_and_the_lun_shows_failed() {
+    let mut lab = Lab::new(1, 1500);
+    let (cfg, _disks) = raid_lab(&lab, 4, 0, 8 * MIB, ", clean: true");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    ctl(&lab, "inject 0.2 all");
+    ctl(&lab, "inject 0.3 all");
+    let ini = lab.raw(0);
+    // Chunk 0 (roles 0 and 1) still reads; chunk 1 (roles 2 and 3) has no copy left.
+    let r = ini.ata_io(1, 0, 1, READ_EXT, true, 0, 2, &[]);
+    assert_eq!(ata_regs(&r), (0x40, 0), "chunk 0 is fine");
+    let r = ini.ata_io(1, 0, 2, READ_EXT, true, 128, 2, &[]);
+    assert_eq!(ata_regs(&r), (0x41, 0x40), "DRDY|ERR with UNC");
+    let state = lun_state(&lab);
+    assert!(state.contains("failed"), "{state}");
+    assert_eq!(smart_status(&lab, 3), (0xF4, 0x2C));
+    let r = ini.ata_io(1, 0, 4, READ_EXT, true, 0, 2, &[]);
+    assert_eq!(ata_regs(&r), (0x40, 0), "the rest of the LUN keeps serving");
+    assert!(lab.stop().success());
+}
