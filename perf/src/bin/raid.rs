@@ -246,12 +246,14 @@ fn run(args: &Args) -> Result<(), String> {
             }
         }
         let (s, r) = (median(&mut single), median(&mut raid));
+        let cs = median(cpu_per_io.entry("single").or_default());
+        let cr = median(cpu_per_io.entry("raid10").or_default());
         let unit = if bw { "MiB/s" } else { "IOPS" };
         md += &format!(
-            "| {name} | {s:.0} {unit} | {r:.0} {unit} | {:.2} |\n",
+            "| {name} | {s:.0} {unit} ({cs:.1} CPU us/IO) | {r:.0} {unit} ({cr:.1} CPU us/IO) | {:.2} |\n",
             r / s.max(1e-9)
         );
-        rows.push(json!({ "case": name, "unit": unit, "single": single, "raid10": raid, "single_median": s, "raid10_median": r, "ratio": r / s.max(1e-9) }));
+        rows.push(json!({ "case": name, "unit": unit, "single": single, "raid10": raid, "single_median": s, "raid10_median": r, "ratio": r / s.max(1e-9), "cpu_us_per_io_single": cs, "cpu_us_per_io_raid10": cr }));
     }
 
     // Rebuild cost: latency before and during a rebuild under load, then an idle rebuild.
