@@ -549,3 +549,42 @@ fn when_no_copy_survives_the_initiator_gets_unc_and_the_lun_shows_failed() {
     assert_eq!(ata_regs(&r), (0x40, 0), "the rest of the LUN keeps serving");
     assert!(lab.stop().success());
 }
+
+#[test]
+fn replace_rebuilds_onto_a_new_disk_swapped_in_at_the_failed_path() {
+    let mut lab = Lab::new(1, 1500);
+    let (cfg, disks) = raid_lab(&lab, 2, 0, 8 * MIB, ", clean: true");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let ini = lab.raw(0);
+    let data = pattern(42, 1024);
+    let r = ini.ata_io(1, 0, 1, WRITE_EXT, true, 1000, 2, &data);
+    assert_eq!(ata_regs(&r), (0x40, 0));
+    ctl(&lab, "fail 0.1");
+    assert!(
+        lun_state(&lab).contains("degraded"),
+        "no spare: stays degraded"
+    );
+    let when = ctl(&lab, "when");
+    assert!(when.contains("no rebuild"), "{when}");
+    // The operator swaps the disk: a new, blank one at the same path.
+    std::fs::remove_file(&disks[1]).unwrap();
+    lab.disk("d1.img", 8 * MIB);
+    let out = Command::new(binary())
+        .args(["ctl", "-s", lab.dir.join("admin.sock").to_str().unwrap()])
+        .args(["replace", "0.1", "7"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "disk 7 does not exist");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("neither a hot spare"));
+    println!("{}", ctl(&lab, "replace 0.1 1"));
+    wait_log(&lab, "rebuild finished", 1, 30);
+    assert!(lun_state(&lab).contains("normal"), "{}", ctl(&lab, "show"));
+    assert!(lab.stop().success());
+    assert_same_data(&disks[0], &disks[1]);
+    let f = std::fs::File::open(&disks[1]).unwrap();
+    let mut back = vec![0u8; 1024];
+    // Two members: chunk 0 is on both, sector 1000 lies in chunk 7 (row 7).
+    f.read_exact_at(&mut back, DATA_OFFSET + 1000 * 512)
+        .unwrap();
+    assert!(back == data, "the new disk holds the data");
+}

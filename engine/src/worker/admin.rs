@@ -2,7 +2,7 @@
 //! a reply channel; the worker answers between batches (never on the frame path).
 
 use super::Worker;
-use crate::store::raid10::{Fault, RoleState, SyncJob, SyncKind};
+use crate::store::raid10::{Fault, MemberDisk, RoleState, SyncJob, SyncKind};
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -38,7 +38,8 @@ commands:
   when                      progress of rebuilds, resyncs and scrubs (percent, rate, time left)
   spares                    the shelf's hot spares
   fail LUN.ROLE             fail a member (e.g. fail 0.2); a spare takes its place if there is one
-  replace LUN.ROLE DISK     rebuild a failed or missing member onto spare disk DISK (e.g. replace 0.2 5)
+  replace LUN.ROLE DISK     rebuild a failed or missing member onto DISK: a hot spare, or the
+                            failed disk's own slot after a new disk was put at its path
   scrub LUN [repair]        compare both copies of every chunk; with repair, fix differences
   inject LUN.ROLE read|write|all|off
                             make a member's I/O fail with EIO (fault drill, like rdfail)
@@ -280,11 +281,6 @@ impl Worker {
             .and_then(|d| d.parse().ok())
             .ok_or_else(|| format!("error: '{disk}' is not a disk number"))?;
         let t = self.array_of(slot)?;
-        let pos = self
-            .spares
-            .iter()
-            .position(|d| d.disk == disk)
-            .ok_or_else(|| format!("error: disk {disk} is not a hot spare (see 'spares'); list it under 'spares:' in the configuration"))?;
         let a = self.arrays[t].as_mut().ok_or("error: no array")?;
         if r >= a.roles.len() {
             return Err(format!(
@@ -298,13 +294,37 @@ impl Worker {
                 a.roles[r].state
             ));
         }
-        let dev = self.spares.remove(pos);
+        // The new disk: a hot spare, or a failed disk's slot where a new disk was swapped in
+        // (re-opened from its path, so the new device is used, not the old handle).
+        let dev = if let Some(pos) = self.spares.iter().position(|d| d.disk == disk) {
+            self.spares.remove(pos)
+        } else {
+            let old = if a.roles[r].dev.as_ref().is_some_and(|d| d.disk == disk) {
+                a.take_failed(r)
+            } else {
+                self.failed_disks
+                    .iter()
+                    .position(|d| d.disk == disk)
+                    .map(|i| self.failed_disks.remove(i))
+            };
+            let Some(old) = old else {
+                return Err(format!("error: disk {disk} is neither a hot spare nor a failed disk taken out (see 'spares')"));
+            };
+            let path = old.path_buf();
+            drop(old);
+            MemberDisk::open(disk, &path)
+                .map_err(|e| format!("error: disk {disk} cannot be opened: {e}"))?
+        };
+        let a = self.arrays[t].as_mut().ok_or("error: no array")?;
         if let Some(old) = a.take_failed(r) {
             self.failed_disks.push(old);
         }
         if let Err(dev) = a.add_for_rebuild(r, dev) {
-            self.spares.insert(pos, dev);
-            return Err(format!("error: disk {disk} is too small for LUN {slot}"));
+            let size = dev.sectors() * 512;
+            self.spares.push(dev);
+            return Err(format!(
+                "error: disk {disk} ({size} bytes) is too small for LUN {slot}; it is kept as a spare"
+            ));
         }
         self.publish_health(t);
         Ok(format!("disk {disk} replaces {who}; rebuild started\n"))
