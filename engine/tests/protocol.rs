@@ -13,18 +13,6 @@ const READ_EXT: u8 = 0x24;
 const WRITE: u8 = 0x30;
 const WRITE_EXT: u8 = 0x34;
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn start_one(lab: &mut Lab, shelf: u16, slot: u8, size: u64, extra: &str) -> std::path::PathBuf {
     let disk = lab.disk("lun.img", size);
     let cfg = lab.config(shelf, &[(slot, &disk)], extra);

@@ -17,18 +17,6 @@ const MIB: u64 = 1 << 20;
 /// Member data starts after 1 MiB of metadata.
 const DATA_OFFSET: u64 = MIB;
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A shelf config with `members` + `spares` disks of `size` bytes and one RAID-10 LUN 0.
 fn raid_lab(
     lab: &Lab,
@@ -114,6 +102,21 @@ fn assert_same_data(a: &Path, b: &Path) {
             (first - start) / 512
         );
     }
+}
+
+/// Runs `ethershelf serve -c cfg` expecting a refusal; returns its stderr.
+fn serve_fails(lab: &Lab, cfg: &Path) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.shelf_ns])
+        .arg(binary())
+        .args(["serve", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the shelf should have refused to start"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn smart_status(lab: &Lab, tag: u32) -> (u8, u8) {
@@ -472,14 +475,7 @@ fn unsafe_arrays_are_refused_with_clear_messages() {
     assert!(lab.stop().success());
     // A missing member without degraded_start.
     std::fs::rename(&disks[1], lab.dir.join("gone")).unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.shelf_ns])
-        .arg(binary())
-        .args(["serve", "-c", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = serve_fails(&lab, &cfg);
     assert!(err.contains("degraded_start"), "{err}");
     std::fs::rename(lab.dir.join("gone"), &disks[1]).unwrap();
     // Both copies of a chunk missing: refused even with degraded_start.
@@ -491,14 +487,7 @@ fn unsafe_arrays_are_refused_with_clear_messages() {
     .unwrap();
     std::fs::rename(&disks[0], lab.dir.join("gone0")).unwrap();
     std::fs::rename(&disks[1], lab.dir.join("gone1")).unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.shelf_ns])
-        .arg(binary())
-        .args(["serve", "-c", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = serve_fails(&lab, &cfg);
     assert!(err.contains("cannot start without losing data"), "{err}");
     // A member of another array.
     std::fs::rename(lab.dir.join("gone0"), &disks[0]).unwrap();
@@ -518,14 +507,7 @@ fn unsafe_arrays_are_refused_with_clear_messages() {
     lab.start(&["serve", "-c", foreign.to_str().unwrap()]);
     assert!(lab.stop().success());
     std::fs::copy(lab.dir.join("x2.img"), &disks[2]).unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.shelf_ns])
-        .arg(binary())
-        .args(["serve", "-c", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = serve_fails(&lab, &cfg);
     assert!(err.contains("belongs to another array"), "{err}");
 }
 

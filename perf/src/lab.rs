@@ -29,6 +29,27 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Runs a command to completion; its stdout, or an error with everything it printed.
+pub fn sh(cmd: &mut Command) -> Result<String, String> {
+    let o = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// A binary built beside this one (ethershelf, aoebench).
+pub fn bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .map(|d| d.join(name))
+        .unwrap_or_else(|| std::path::PathBuf::from(name))
+}
+
 /// The lab; dropping it deletes both namespaces.
 pub struct Lab;
 

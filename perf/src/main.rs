@@ -7,7 +7,7 @@ mod chart;
 mod lab;
 
 use clap::Parser;
-use lab::{Lab, Pinned, HOST_IF, HOST_NS, SHELF_IF, SHELF_NS};
+use lab::{bin, sh, Lab, Pinned, HOST_IF, HOST_NS, SHELF_IF, SHELF_NS};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -131,26 +131,6 @@ fn median_min_max(v: &[f64]) -> [f64; 3] {
         return [0.0; 3];
     }
     [s[s.len() / 2], s[0], s[s.len() - 1]]
-}
-
-fn sh(cmd: &mut Command) -> Result<String, String> {
-    let o = cmd.output().map_err(|e| e.to_string())?;
-    if !o.status.success() {
-        return Err(format!(
-            "{:?} failed: {}{}",
-            cmd,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).to_string())
-}
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .map(|d| d.join(name))
-        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Runs the aoebench job of `case` from the host namespace on CPU 0; returns its job JSON.

@@ -829,14 +829,21 @@ impl Worker {
         if s.op == Op::Write {
             self.order_done(slot);
         }
-        let (outcome, data_len) = match (ok, s.op) {
+        self.reply_io(slot, ok);
+    }
+
+    /// Builds the ATA reply of a finished request in its own slot and queues it.
+    /// Counts the outcome (UNC on failure; a read carries its data).
+    fn reply_io(&mut self, slot: u32, success: bool) {
+        let s = self.slots[slot as usize];
+        let (outcome, data_len) = match (success, s.op) {
             (false, _) => {
                 self.stats.ata_errors += 1;
                 (AtaOutcome::failed(ERROR_UNC), 0)
             }
             (true, Op::Read) => {
                 self.stats.reads += 1;
-                (AtaOutcome::OK, expected as usize)
+                (AtaOutcome::OK, s.count as usize * SECTOR_SIZE)
             }
             (true, Op::Write) => {
                 self.stats.writes += 1;
@@ -847,12 +854,6 @@ impl Worker {
                 (AtaOutcome::OK, 0)
             }
         };
-        self.reply_io(slot, outcome, data_len);
-    }
-
-    /// Builds the ATA reply of a finished request in its own slot and queues it.
-    fn reply_io(&mut self, slot: u32, outcome: AtaOutcome, data_len: usize) {
-        let s = self.slots[slot as usize];
         let target = self.targets[s.target as usize].clone();
         let port = s.port as usize;
         let port_mac = self.ports[port].io.mac();

@@ -4,7 +4,6 @@
 //! sync jobs (rebuild, resync, scrub) run as throttled steps ordered against client writes.
 
 use super::{Extent, Op, Worker, UD_RAID, UD_SYNC};
-use crate::ata::{AtaOutcome, ERROR_UNC};
 use crate::store::raid10::{Fault, Piece, RoleState, Step, SyncKind, MAX_STEPS};
 use crate::wire::{ATA_DATA_OFFSET, SECTOR_SIZE};
 use io_uring::{opcode, types};
@@ -459,25 +458,7 @@ impl Worker {
             self.order_done(slot);
         }
         self.publish_health(t);
-        let (outcome, data_len) = match (success, s.op) {
-            (false, _) => {
-                self.stats.ata_errors += 1;
-                (AtaOutcome::failed(ERROR_UNC), 0)
-            }
-            (true, Op::Read) => {
-                self.stats.reads += 1;
-                (AtaOutcome::OK, s.count as usize * SECTOR_SIZE)
-            }
-            (true, Op::Write) => {
-                self.stats.writes += 1;
-                (AtaOutcome::OK, 0)
-            }
-            (true, _) => {
-                self.stats.flushes += 1;
-                (AtaOutcome::OK, 0)
-            }
-        };
-        self.reply_io(slot, outcome, data_len);
+        self.reply_io(slot, success);
     }
 
     /// Marks `slot`'s ordered write done and submits what waited behind it.

@@ -69,6 +69,19 @@ pub fn aoebench() -> PathBuf {
     workspace_bin(option_env!("CARGO_BIN_EXE_aoebench"), "aoebench")
 }
 
+/// Deterministic pseudo-random bytes (xorshift) for data written and checked by tests.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn faultfs() -> PathBuf {
     workspace_bin(option_env!("CARGO_BIN_EXE_es-faultfs"), "es-faultfs")
 }

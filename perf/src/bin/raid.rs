@@ -12,7 +12,7 @@
 mod lab;
 
 use clap::Parser;
-use lab::{Lab, Pinned, HOST_IF, HOST_NS, SHELF_IF, SHELF_NS};
+use lab::{bin, sh, Lab, Pinned, HOST_IF, HOST_NS, SHELF_IF, SHELF_NS};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,25 +36,6 @@ struct Args {
     /// Where results go.
     #[arg(long, default_value = "perf/results")]
     out: PathBuf,
-}
-
-fn sh(cmd: &mut Command) -> Result<String, String> {
-    let o = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if !o.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .map(|d| d.join(name))
-        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn random_file(path: &Path, mib: u64) -> Result<(), String> {
