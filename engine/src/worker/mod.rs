@@ -315,7 +315,9 @@ impl Worker {
                     armed[p] = true;
                 }
             }
-            let busy = !stopping && readable.iter().any(|r| *r) && !self.free.is_empty();
+            // Do not sleep while frames wait or injected completions are still to be handled.
+            let busy = (!stopping && readable.iter().any(|r| *r) && !self.free.is_empty())
+                || !self.synthetic.is_empty();
             let res = if busy {
                 self.ring.submit()
             } else {
