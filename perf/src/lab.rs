@@ -50,6 +50,43 @@ pub fn bin(name: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from(name))
 }
 
+/// Runs one aoebench job against e1.0 from the host namespace on CPU 0 (1 s ramp, JSON out);
+/// returns the job's JSON, or an error if it saw I/O errors.
+pub fn aoebench_job(
+    rw: &str,
+    bs: &str,
+    iodepth: u32,
+    runtime: f64,
+) -> Result<serde_json::Value, String> {
+    let out = sh(Command::new("ip")
+        .args(["netns", "exec", HOST_NS, "taskset", "-c", "0"])
+        .arg(bin("aoebench"))
+        .args([
+            "run", "--target", "1.0", "--if", HOST_IF, "--rw", rw, "--bs", bs,
+        ])
+        .args([
+            "--iodepth",
+            &iodepth.to_string(),
+            "--runtime",
+            &format!("{runtime}s"),
+        ])
+        .args([
+            "--ramp",
+            "1s",
+            "--discover-wait",
+            "0.5s",
+            "--output-format",
+            "json",
+        ]))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("aoebench output: {e}"))?;
+    let job = doc["jobs"][0].clone();
+    if job["errors"].as_u64().unwrap_or(1) != 0 {
+        return Err(format!("aoebench saw I/O errors: {job}"));
+    }
+    Ok(job)
+}
+
 /// The lab; dropping it deletes both namespaces.
 pub struct Lab;
 

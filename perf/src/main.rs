@@ -7,7 +7,7 @@ mod chart;
 mod lab;
 
 use clap::Parser;
-use lab::{bin, sh, Lab, Pinned, HOST_IF, HOST_NS, SHELF_IF, SHELF_NS};
+use lab::{aoebench_job, bin, sh, Lab, Pinned, HOST_IF, HOST_NS, SHELF_IF, SHELF_NS};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -135,36 +135,7 @@ fn median_min_max(v: &[f64]) -> [f64; 3] {
 
 /// Runs the aoebench job of `case` from the host namespace on CPU 0; returns its job JSON.
 fn aoebench(case: &Case, runtime: f64) -> Result<Value, String> {
-    let out = sh(Command::new("ip")
-        .args(["netns", "exec", HOST_NS, "taskset", "-c", "0"])
-        .arg(bin("aoebench"))
-        .args([
-            "run",
-            "--target",
-            "1.0",
-            "--if",
-            HOST_IF,
-            "--rw",
-            case.rw,
-            "--bs",
-            case.bs,
-            "--iodepth",
-            &case.iodepth.to_string(),
-            "--runtime",
-            &format!("{runtime}s"),
-            "--ramp",
-            "1s",
-            "--discover-wait",
-            "0.5s",
-            "--output-format",
-            "json",
-        ]))?;
-    let doc: Value = serde_json::from_str(&out).map_err(|e| format!("aoebench output: {e}"))?;
-    let job = doc["jobs"][0].clone();
-    if job["errors"].as_u64().unwrap_or(1) != 0 {
-        return Err(format!("aoebench saw I/O errors: {job}"));
-    }
-    Ok(job)
+    aoebench_job(case.rw, case.bs, case.iodepth, runtime)
 }
 
 fn sample_of(job: &Value, case: &Case) -> (f64, f64, f64, f64, f64, u64) {

@@ -12,7 +12,7 @@
 mod lab;
 
 use clap::Parser;
-use lab::{bin, sh, Lab, Pinned, HOST_IF, HOST_NS, SHELF_IF, SHELF_NS};
+use lab::{aoebench_job, bin, sh, Lab, Pinned, SHELF_IF, SHELF_NS};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -86,36 +86,7 @@ fn start(work: &Path, cfg: &Path) -> Result<Pinned, String> {
 }
 
 fn aoebench(rw: &str, bs: &str, qd: u32, runtime: f64) -> Result<Value, String> {
-    let out = sh(Command::new("ip")
-        .args(["netns", "exec", HOST_NS, "taskset", "-c", "0"])
-        .arg(bin("aoebench"))
-        .args([
-            "run",
-            "--target",
-            "1.0",
-            "--if",
-            HOST_IF,
-            "--rw",
-            rw,
-            "--bs",
-            bs,
-            "--iodepth",
-            &qd.to_string(),
-            "--runtime",
-            &format!("{runtime}s"),
-            "--ramp",
-            "1s",
-            "--discover-wait",
-            "0.5s",
-            "--output-format",
-            "json",
-        ]))?;
-    let doc: Value = serde_json::from_str(&out).map_err(|e| format!("aoebench output: {e}"))?;
-    let job = doc["jobs"][0].clone();
-    if job["errors"].as_u64().unwrap_or(1) != 0 {
-        return Err(format!("aoebench saw I/O errors: {job}"));
-    }
-    Ok(job["read"].clone())
+    Ok(aoebench_job(rw, bs, qd, runtime)?["read"].clone())
 }
 
 fn ctl(work: &Path, cmd: &str) -> Result<String, String> {
