@@ -2,8 +2,8 @@
 
 use crate::error::ConfigError;
 use crate::schema::{
-    Backend, Config, FileSpec, Lun, Port, PortMode, Raid10Spec, RawConfig, RawLun, RawRaid10,
-    RebuildRates, DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_STATE_DIR,
+    Backend, Config, FileSpec, Lun, Port, Raid10Spec, RawConfig, RawLun, RawRaid10, RebuildRates,
+    DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_STATE_DIR,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -60,9 +60,6 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
             ));
         }
         let mode = p.mode.as_ref().map(|m| m.value).unwrap_or_default();
-        if let Some(m) = p.mode.as_ref().filter(|m| m.value == PortMode::Xdp) {
-            return Err(err(origin, m, "mode 'xdp' is not available in this version yet: use 'packet' or 'auto' (auto uses AF_PACKET)"));
-        }
         let max_sectors = match p.max_sectors {
             None => None,
             Some(ms) if (1..=255).contains(&ms.value) => Some(ms.value as u8),

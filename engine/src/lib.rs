@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod ata;
 pub mod lun;
+pub mod mapping;
 pub mod net;
 pub mod shelf;
 pub mod store;

@@ -2,13 +2,13 @@
 //! what was opened, announce, serve until SIGINT/SIGTERM, drain, report.
 
 use crate::lun::LunState;
-use crate::net::{FrameIo, PacketPort};
+use crate::net::open_port;
 use crate::store::raid10::{Array, MemberDisk, Metadata};
 use crate::store::{Backing, BackingOptions};
 use crate::wire::max_sectors_for_mtu;
 use crate::worker::admin::AdminLink;
 use crate::worker::{RaidSetup, Target, Worker, WorkerPort};
-use ethershelf_config::{Backend, Config, PortMode, WriteCache};
+use ethershelf_config::{Backend, Config, WriteCache};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
@@ -281,31 +281,30 @@ pub fn open_ports(config: &Config) -> Result<Vec<WorkerPort>, ShelfError> {
     for p in &config.ports {
         let buffer_bytes =
             (config.buffer_count as usize * 16 * 1024).max(4 << 20) * config.luns.len().max(1);
-        let io =
-            PacketPort::open(&p.interface, buffer_bytes).map_err(|source| ShelfError::Port {
-                interface: p.interface.clone(),
-                source,
-            })?;
-        let by_mtu = max_sectors_for_mtu(io.mtu());
-        let max_sectors = p.max_sectors.map_or(by_mtu, |cap| cap.min(by_mtu));
-        if max_sectors == 0 {
-            return Err(ShelfError::Port {
-                interface: p.interface.clone(),
-                source: std::io::Error::other(format!(
+        let port_error = |source| ShelfError::Port {
+            interface: p.interface.clone(),
+            source,
+        };
+        let (sockets, why) = open_port(&p.interface, p.mode, buffer_bytes).map_err(port_error)?;
+        for (n, socket) in sockets.into_iter().enumerate() {
+            let io = socket.io;
+            let by_mtu = max_sectors_for_mtu(io.mtu());
+            let max_sectors = p.max_sectors.map_or(by_mtu, |cap| cap.min(by_mtu));
+            if max_sectors == 0 {
+                return Err(port_error(std::io::Error::other(format!(
                     "MTU {} is too small for one sector",
                     io.mtu()
-                )),
+                ))));
+            }
+            tracing::info!(port = %p.interface, queue = socket.queue, mode = socket.mode, how = %socket.detail, mac = %io.mac(), mtu = io.mtu(), sectors_per_frame = max_sectors, why = %why, "port up");
+            ports.push(WorkerPort {
+                io,
+                max_sectors,
+                queue: socket.queue,
+                mode: socket.mode,
+                announces: n == 0,
             });
         }
-        let why = match p.mode {
-            PortMode::Auto => "auto: AF_XDP is not built yet, AF_PACKET chosen",
-            _ => "configured",
-        };
-        tracing::info!(port = %p.interface, mode = "packet", mac = %io.mac(), mtu = io.mtu(), sectors_per_frame = max_sectors, why, "port up");
-        ports.push(WorkerPort {
-            io: Box::new(io),
-            max_sectors,
-        });
     }
     Ok(ports)
 }

@@ -1,9 +1,15 @@
 //! Frame I/O per port. The worker sees a `FrameIo`: receive a batch into its buffers, send a
-//! batch from its buffers. AF_PACKET is here now; AF_XDP joins it behind the same trait.
+//! batch from its buffers. AF_PACKET (`packet`) and AF_XDP (`xdp`) sit behind the same trait;
+//! `select` opens a configured port in the mode it asks for (or the best that works).
 
+mod iface;
 mod packet;
+mod select;
+pub mod xdp;
 
+pub use iface::Interface;
 pub use packet::PacketPort;
+pub use select::{open_port, OpenedPort};
 
 use crate::wire::MacAddr;
 use std::io;
@@ -16,6 +22,17 @@ pub struct FrameBuf {
     pub ptr: *mut u8,
     /// Capacity (receive) or frame length (send).
     pub len: usize,
+}
+
+/// Counters a frame I/O keeps about itself.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameIoCounters {
+    /// Frames copied between kernel-shared memory and worker buffers.
+    pub copies: u64,
+    /// Frames the kernel dropped before we saw them (ring full, no buffer, invalid).
+    pub kernel_drops: u64,
+    /// Received frames too long for a worker buffer.
+    pub too_long: u64,
 }
 
 /// A port's frame I/O, owned by one worker.
@@ -39,4 +56,8 @@ pub trait FrameIo {
     /// # Safety
     /// Every `FrameBuf` must point at `len` readable bytes that stay valid for the call.
     unsafe fn send_batch(&mut self, frames: &[FrameBuf]) -> io::Result<usize>;
+    /// Its counters (zero where a mode has nothing to count).
+    fn counters(&self) -> FrameIoCounters {
+        FrameIoCounters::default()
+    }
 }

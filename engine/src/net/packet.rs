@@ -2,9 +2,9 @@
 //! `recvmmsg`/`sendmmsg` straight into and out of the worker's buffers (no copies, and no
 //! TPACKET_V3 block timeout adding latency at low load).
 
+use super::iface::{os_error, Interface};
 use super::{FrameBuf, FrameIo};
 use crate::wire::{MacAddr, ETHERTYPE_AOE};
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -25,29 +25,6 @@ pub struct PacketPort {
 // every call and never dereferenced between calls, so moving the port to another thread
 // cannot leave a dangling use.
 unsafe impl Send for PacketPort {}
-
-fn last_err(what: &str, iface: &str) -> io::Error {
-    let e = io::Error::last_os_error();
-    io::Error::new(e.kind(), format!("{iface}: {what}: {e}"))
-}
-
-fn ifreq_for(iface: &str) -> io::Result<libc::ifreq> {
-    let name = CString::new(iface)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL"))?;
-    let bytes = name.as_bytes_with_nul();
-    if bytes.len() > libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("interface name '{iface}' is too long"),
-        ));
-    }
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    Ok(req)
-}
 
 fn set_opt(fd: RawFd, level: i32, name: i32, value: i32) -> i32 {
     // SAFETY: passes a pointer to a live i32 and its size.
@@ -70,47 +47,19 @@ impl PacketPort {
         let raw =
             unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
         if raw < 0 {
-            return Err(last_err(
-                "socket(AF_PACKET) (needs root or CAP_NET_RAW)",
+            return Err(os_error(
                 iface,
+                "socket(AF_PACKET) (needs root or CAP_NET_RAW)",
             ));
         }
         // SAFETY: `raw` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut req = ifreq_for(iface)?;
-        // SAFETY: ioctls on our socket with a valid ifreq; results are read from the union
-        // member the request fills.
-        let ifindex = unsafe {
-            if libc::ioctl(raw, libc::SIOCGIFINDEX, &mut req) < 0 {
-                return Err(last_err("no such interface", iface));
-            }
-            req.ifr_ifru.ifru_ifindex
-        };
-        let mac = unsafe {
-            if libc::ioctl(raw, libc::SIOCGIFHWADDR, &mut req) < 0 {
-                return Err(last_err("SIOCGIFHWADDR", iface));
-            }
-            let sa = req.ifr_ifru.ifru_hwaddr.sa_data;
-            MacAddr([
-                sa[0] as u8,
-                sa[1] as u8,
-                sa[2] as u8,
-                sa[3] as u8,
-                sa[4] as u8,
-                sa[5] as u8,
-            ])
-        };
-        let mtu = unsafe {
-            if libc::ioctl(raw, libc::SIOCGIFMTU, &mut req) < 0 {
-                return Err(last_err("SIOCGIFMTU", iface));
-            }
-            req.ifr_ifru.ifru_mtu as u32
-        };
+        let facts = Interface::lookup(iface)?;
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = proto as u16;
-        sll.sll_ifindex = ifindex;
+        sll.sll_ifindex = facts.index as i32;
         // SAFETY: binds our socket to a correctly sized sockaddr_ll.
         let rc = unsafe {
             libc::bind(
@@ -120,7 +69,7 @@ impl PacketPort {
             )
         };
         if rc < 0 {
-            return Err(last_err("bind", iface));
+            return Err(os_error(iface, "bind"));
         }
         let size = buffer_bytes.min(i32::MAX as usize) as i32;
         // FORCE variants pass rmem_max/wmem_max as root; fall back to the capped ones.
@@ -144,8 +93,8 @@ impl PacketPort {
         Ok(PacketPort {
             name: iface.to_string(),
             fd,
-            mac,
-            mtu,
+            mac: facts.mac,
+            mtu: facts.mtu,
             msgs,
             iovs,
         })

@@ -76,6 +76,12 @@ pub struct WorkerPort {
     pub io: Box<dyn FrameIo + Send>,
     /// Sectors per frame advertised on this port.
     pub max_sectors: u8,
+    /// Receive queue served (AF_XDP; 0 for AF_PACKET).
+    pub queue: u32,
+    /// "xdp" or "packet".
+    pub mode: &'static str,
+    /// Sends the interface's unsolicited announcements (one socket per interface does).
+    pub announces: bool,
 }
 
 /// One worker: ports, targets, buffers, ring.
@@ -218,6 +224,9 @@ impl Worker {
     /// unicast to each MAC of a non-empty mask list.
     pub fn announce(&mut self) {
         for port in 0..self.ports.len() {
+            if !self.ports[port].announces {
+                continue;
+            }
             let mac = self.ports[port].io.mac();
             let sectors = self.ports[port].max_sectors;
             for t in 0..self.targets.len() {

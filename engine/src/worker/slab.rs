@@ -4,6 +4,7 @@
 //! 4096-byte boundary: O_DIRECT reads land in the buffer that is transmitted, and writes go
 //! to disk from the buffer they arrived in, with no copy.
 
+use crate::mapping::AnonMap;
 use crate::wire::ATA_DATA_OFFSET;
 use std::io;
 
@@ -15,6 +16,7 @@ pub const FRAME_OFFSET: usize = DATA_ALIGN - ATA_DATA_OFFSET;
 /// A fixed set of page-aligned frame buffers.
 pub struct Slab {
     base: *mut u8,
+    _map: AnonMap,
     slot_size: usize,
     slots: usize,
 }
@@ -30,23 +32,10 @@ impl Slab {
             .saturating_sub(ATA_DATA_OFFSET)
             .max(2 * DATA_ALIGN);
         let slot_size = DATA_ALIGN + data.div_ceil(DATA_ALIGN) * DATA_ALIGN;
-        let len = slot_size * slots;
-        // SAFETY: anonymous private mapping; the result is checked before use.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let map = AnonMap::new(slot_size * slots)?;
         Ok(Slab {
-            base: base as *mut u8,
+            base: map.base(),
+            _map: map,
             slot_size,
             slots,
         })
@@ -84,14 +73,5 @@ impl Slab {
         // SAFETY: the range lies inside the mapping, and `&mut self` makes this the only
         // live reference into the slab.
         unsafe { std::slice::from_raw_parts_mut(self.frame_ptr(i), cap) }
-    }
-}
-
-impl Drop for Slab {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the region mapped in `new`; no references outlive `self`.
-        unsafe {
-            libc::munmap(self.base as *mut libc::c_void, self.len());
-        }
     }
 }
