@@ -138,6 +138,9 @@ struct RunArgs {
     /// Drop every Nth frame before sending (tests retransmission).
     #[arg(long, default_value_t = 0)]
     drop_every: u64,
+    /// Pin job threads to these CPUs (job N on the Nth, round robin), e.g. `0,1`.
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
     /// How long discovery waits for answers.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     discover_wait: f64,
@@ -164,6 +167,12 @@ fn run_job(
         let handles: Vec<_> = (0..job.numjobs)
             .map(|part| {
                 scope.spawn(move || -> Result<(RunStats, usize), String> {
+                    if !args.cpus.is_empty() {
+                        let id = args.cpus[part % args.cpus.len()];
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                            return Err(format!("cannot pin job {part} to cpu {id}"));
+                        }
+                    }
                     let socks = open_socks(&args.ifaces)?;
                     let opts = EngineOptions {
                         job_id: part as u32,

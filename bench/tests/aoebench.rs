@@ -91,28 +91,7 @@ fn against_ethershelf_two_paths_verify_and_retransmit() {
     let disk = lab.disk("lun.img", 256 << 20);
     let cfg = lab.config(1, &[(0, &disk)], "");
     lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
-    // Both host interfaces live in separate namespaces here; for multipath, move the second
-    // host link into the first host namespace.
-    common::run(&[
-        "ip",
-        "-n",
-        &lab.hosts[1],
-        "link",
-        "set",
-        lab.host_if(1),
-        "netns",
-        &lab.hosts[0],
-    ]);
-    common::run(&[
-        "ip",
-        "-n",
-        &lab.hosts[0],
-        "link",
-        "set",
-        lab.host_if(1),
-        "up",
-    ]);
-    let ifs = format!("{},{}", lab.host_if(0), lab.host_if(1));
+    let ifs = lab.gather_host_links();
 
     let (ok, out) = bench(&lab, 0, &["ping", "--target", "1.0", "--if", &ifs]);
     assert!(

@@ -24,6 +24,20 @@ pub enum PortMode {
     Packet,
 }
 
+impl std::str::FromStr for PortMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PortMode, String> {
+        match s {
+            "auto" => Ok(PortMode::Auto),
+            "xdp" => Ok(PortMode::Xdp),
+            "packet" => Ok(PortMode::Packet),
+            other => Err(format!(
+                "unknown port mode '{other}': use auto, xdp or packet"
+            )),
+        }
+    }
+}
+
 /// When a write is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +66,8 @@ pub(crate) struct RawConfig {
     pub rebuild: Option<RawRebuild>,
     #[serde(default)]
     pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub cpus: Vec<Spanned<u32>>,
     #[serde(default)]
     pub luns: Vec<RawLun>,
 }
@@ -138,6 +154,9 @@ pub struct Config {
     pub rebuild: RebuildRates,
     /// The admin (console) socket.
     pub admin_socket: PathBuf,
+    /// Cores the workers may be pinned to, in order of preference (empty: chosen from the
+    /// machine's topology).
+    pub cpus: Vec<usize>,
     /// The exported LUNs.
     pub luns: Vec<Lun>,
 }

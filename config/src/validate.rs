@@ -134,6 +134,23 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         Some(a) => PathBuf::from(&a.socket.value),
         None => PathBuf::from(DEFAULT_ADMIN_SOCKET),
     };
+    let mut cpus = Vec::new();
+    for c in &raw.cpus {
+        if c.value >= 4096 {
+            return Err(err(
+                origin,
+                c,
+                format!(
+                    "cpu {} is out of range: use the CPU numbers of this machine (0..4095)",
+                    c.value
+                ),
+            ));
+        }
+        if cpus.contains(&(c.value as usize)) {
+            return Err(err(origin, c, format!("cpu {} is listed twice", c.value)));
+        }
+        cpus.push(c.value as usize);
+    }
     let mut luns = Vec::new();
     let mut seen_slots = HashMap::new();
     for l in raw.luns {
@@ -221,6 +238,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         spares,
         rebuild,
         admin_socket,
+        cpus,
         luns,
     })
 }

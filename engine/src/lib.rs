@@ -5,6 +5,7 @@
 //! frames to a batch of I/O; `shelf` builds it all from a configuration.
 
 pub mod admin;
+pub mod affinity;
 pub mod ata;
 pub mod lun;
 pub mod mapping;

@@ -32,6 +32,10 @@ enum Command {
         /// Serve on these interfaces instead of the file's ports (repeatable).
         #[arg(short, long = "interface", value_name = "IFACE")]
         interfaces: Vec<String>,
+        /// Frame I/O of every port, overriding the file: auto (AF_XDP where it works, else
+        /// AF_PACKET), xdp or packet.
+        #[arg(long, value_name = "MODE")]
+        mode: Option<PortMode>,
     },
     /// Validate a configuration file (and that its LUN files can be opened); print a summary.
     Check {
@@ -65,6 +69,9 @@ enum Command {
         /// Do not use O_DIRECT.
         #[arg(long)]
         buffered: bool,
+        /// Frame I/O: auto (AF_XDP where it works, else AF_PACKET), xdp or packet.
+        #[arg(long, value_name = "MODE", default_value = "auto")]
+        mode: PortMode,
         /// Where the config string, mask and reservations persist.
         #[arg(long, value_name = "DIR", default_value = "/var/lib/ethershelf")]
         state_dir: PathBuf,
@@ -97,7 +104,11 @@ fn load(path: &std::path::Path) -> Result<Config, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { config, interfaces } => {
+        Command::Serve {
+            config,
+            interfaces,
+            mode,
+        } => {
             let mut cfg = load(&config)?;
             if !interfaces.is_empty() {
                 let mode = cfg.ports.first().map(|p| p.mode).unwrap_or(PortMode::Auto);
@@ -109,6 +120,11 @@ fn run(cli: Cli) -> Result<(), String> {
                         max_sectors: None,
                     })
                     .collect();
+            }
+            if let Some(mode) = mode {
+                for p in &mut cfg.ports {
+                    p.mode = mode;
+                }
             }
             tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "ethershelf starting");
             ethershelf::shelf::serve(&cfg).map_err(|e| e.to_string())
@@ -151,6 +167,7 @@ fn run(cli: Cli) -> Result<(), String> {
             mtu_sectors,
             writeback,
             buffered,
+            mode,
             state_dir,
             shelf,
             slot,
@@ -172,10 +189,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 shelf,
                 ports: vec![Port {
                     interface: iface,
-                    mode: PortMode::Auto,
+                    mode,
                     max_sectors: mtu_sectors,
                 }],
                 admin_socket: state_dir.join(format!("admin-{shelf}.{slot}.sock")),
+                cpus: vec![],
                 state_dir,
                 buffer_count: DEFAULT_BUFFER_COUNT,
                 disks: vec![],

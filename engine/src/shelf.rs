@@ -311,6 +311,15 @@ pub fn open_ports(config: &Config) -> Result<Vec<WorkerPort>, ShelfError> {
 
 /// Serves `config` until SIGINT or SIGTERM, then finishes in-flight I/O and returns.
 pub fn serve(config: &Config) -> Result<(), ShelfError> {
+    // Pin first, so the worker's buffers and rings are allocated on its core's NUMA node.
+    let interfaces: Vec<String> = config.ports.iter().map(|p| p.interface.clone()).collect();
+    match crate::affinity::choose(&interfaces, &config.cpus) {
+        Some(choice) if crate::affinity::pin_current(choice.cpu) => {
+            tracing::info!(worker = 0, cpu = choice.cpu, why = %choice.why, "worker pinned");
+        }
+        Some(_) => {}
+        None => tracing::warn!("no usable core found; the worker runs unpinned"),
+    }
     let ports = open_ports(config)?;
     let opened = open_luns(config)?;
     let targets = Arc::new(opened.targets);
@@ -353,6 +362,7 @@ pub fn serve(config: &Config) -> Result<(), ShelfError> {
         "serving"
     );
     let result = worker.run();
+    worker.log_paths();
     tracing::info!(stats = %worker.stats, "stopped");
     drop(stop_rx);
     result.map_err(ShelfError::Worker)

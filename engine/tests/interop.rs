@@ -14,10 +14,20 @@ fn text(o: &std::process::Output) -> String {
 }
 
 #[test]
-fn aoeping_identify_and_smart_with_clean_tshark_capture() {
+fn aoeping_identify_and_smart_with_clean_tshark_capture_packet() {
+    aoeping_identify_and_smart_with_clean_tshark_capture("packet");
+}
+
+#[test]
+fn aoeping_identify_and_smart_with_clean_tshark_capture_xdp() {
+    aoeping_identify_and_smart_with_clean_tshark_capture("xdp");
+}
+
+fn aoeping_identify_and_smart_with_clean_tshark_capture(mode: &'static str) {
     require("aoeping", "aoetools");
     require("tshark", "tshark");
     let mut lab = Lab::new(1, 9000);
+    lab.mode = mode;
     let disk = lab.disk("lun0.img", 64 << 20);
     let cfg = lab.config(7, &[(3, &disk)], "");
     lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
@@ -138,9 +148,19 @@ fn aoeping_identify_and_smart_with_clean_tshark_capture() {
 }
 
 #[test]
-fn aoecfg_config_string_rules_survive_restart() {
+fn aoecfg_config_string_rules_survive_restart_packet() {
+    aoecfg_config_string_rules_survive_restart("packet");
+}
+
+#[test]
+fn aoecfg_config_string_rules_survive_restart_xdp() {
+    aoecfg_config_string_rules_survive_restart("xdp");
+}
+
+fn aoecfg_config_string_rules_survive_restart(mode: &'static str) {
     require("aoecfg", "aoetools");
     let mut lab = Lab::new(1, 1500);
+    lab.mode = mode;
     let disk = lab.disk("lun0.img", 8 << 20);
     let cfg = lab.config(1, &[(0, &disk)], "");
     let cfg = cfg.to_str().unwrap().to_string();
@@ -218,9 +238,19 @@ fn aoecfg_config_string_rules_survive_restart() {
 }
 
 #[test]
-fn two_hosts_racing_set_exactly_one_wins() {
+fn two_hosts_racing_set_exactly_one_wins_packet() {
+    two_hosts_racing_set_exactly_one_wins("packet");
+}
+
+#[test]
+fn two_hosts_racing_set_exactly_one_wins_xdp() {
+    two_hosts_racing_set_exactly_one_wins("xdp");
+}
+
+fn two_hosts_racing_set_exactly_one_wins(mode: &'static str) {
     require("aoecfg", "aoetools");
     let mut lab = Lab::new(2, 1500);
+    lab.mode = mode;
     let disk = lab.disk("lun0.img", 8 << 20);
     let cfg = lab.config(2, &[(5, &disk)], "");
     lab.start(&["serve", "-c", cfg.to_str().unwrap()]);

@@ -11,10 +11,10 @@ fn harness() -> PathBuf {
     p
 }
 
-fn verify_at(mtu: u32) {
+fn verify_at(mtu: u32, mode: &str) {
     common::require("qemu-system-x86_64", "qemu-system-x86");
     let h = harness();
-    let dir = std::env::temp_dir().join(format!("es-ki-{}-{mtu}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("es-ki-{}-{mtu}-{mode}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let disk = dir.join("disk.img");
@@ -30,7 +30,7 @@ fn verify_at(mtu: u32) {
         .arg(&out)
         .arg("--")
         .arg(common::binary())
-        .args(["export", "--state-dir"])
+        .args(["export", "--mode", mode, "--state-dir"])
         .arg(dir.join("state"))
         .args(["1", "0", "{IFACE}"])
         .arg(&disk)
@@ -39,7 +39,11 @@ fn verify_at(mtu: u32) {
     let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap_or_default();
     println!("{summary}");
     let target_log = std::fs::read_to_string(out.join("target.log")).unwrap_or_default();
-    assert!(status.success(), "kernel initiator verify failed at MTU {mtu} ({status}):\n{summary}\n--- target log ---\n{target_log}");
+    assert!(
+        target_log.contains(&format!("mode=\"{mode}\"")),
+        "the target did not run in {mode} mode:\n{target_log}"
+    );
+    assert!(status.success(), "kernel initiator verify failed at MTU {mtu} in {mode} mode ({status}):\n{summary}\n--- target log ---\n{target_log}");
     let payload = if mtu >= 9000 {
         "payload=8704"
     } else {
@@ -53,13 +57,23 @@ fn verify_at(mtu: u32) {
 }
 
 #[test]
-fn linux_initiator_verifies_at_mtu_1500() {
-    verify_at(1500);
+fn linux_initiator_verifies_at_mtu_1500_packet() {
+    verify_at(1500, "packet");
 }
 
 #[test]
-fn linux_initiator_verifies_at_mtu_9000() {
-    verify_at(9000);
+fn linux_initiator_verifies_at_mtu_9000_packet() {
+    verify_at(9000, "packet");
+}
+
+#[test]
+fn linux_initiator_verifies_at_mtu_1500_xdp() {
+    verify_at(1500, "xdp");
+}
+
+#[test]
+fn linux_initiator_verifies_at_mtu_9000_xdp() {
+    verify_at(9000, "xdp");
 }
 
 /// Runs the verify job against `ethershelf serve -c cfg` on the harness's interface.

@@ -15,7 +15,7 @@ mod target;
 
 pub use ordering::{Extent, WriteOrder};
 pub use slab::Slab;
-pub use stats::WorkerStats;
+pub use stats::{PathStats, WorkerStats};
 pub use target::{firmware_version, Target};
 
 use crate::ata::{self, AtaCommand, AtaOutcome, ERROR_UNC};
@@ -126,6 +126,8 @@ pub struct Worker {
     admin: Option<admin::AdminLink>,
     /// Counters.
     pub stats: WorkerStats,
+    /// Counters per path (same order as the ports).
+    pub paths: Vec<PathStats>,
 }
 
 /// What the worker needs for RAID-10 LUNs.
@@ -217,7 +219,16 @@ impl Worker {
             stopping: false,
             admin,
             stats: WorkerStats::default(),
+            paths: vec![PathStats::default(); nports],
         })
+    }
+
+    /// Logs each path's counters (and its frame I/O's own: copies, kernel drops).
+    pub fn log_paths(&self) {
+        for (port, path) in self.ports.iter().zip(&self.paths) {
+            let io = port.io.counters();
+            tracing::info!(port = port.io.name(), queue = port.queue, mode = port.mode, stats = %path, copies = io.copies, kernel_drops = io.kernel_drops, too_long = io.too_long, "path stats");
+        }
     }
 
     /// Sends the unsolicited config announcement of every LUN on every port: broadcast, or
@@ -434,6 +445,13 @@ impl Worker {
             for i in (got..want).rev() {
                 self.free.push(ids[i]);
             }
+            if got > 0 {
+                let path = &mut self.paths[port];
+                path.rx_batches += 1;
+                path.rx_frames += got as u64;
+                path.rx_batch_max = path.rx_batch_max.max(got as u64);
+                path.rx_bytes += lens[..got].iter().sum::<usize>() as u64;
+            }
             for i in 0..got {
                 self.stats.rx_frames += 1;
                 self.handle(port, ids[i], lens[i]);
@@ -466,11 +484,13 @@ impl Worker {
                     len: 0,
                 }; RX_BATCH];
                 let chunk = &self.tx[port][start..(start + RX_BATCH).min(self.tx[port].len())];
+                let mut bytes = 0;
                 for (i, (slot, len)) in chunk.iter().enumerate() {
                     frames[i] = FrameBuf {
                         ptr: self.slab.frame_ptr(*slot as usize),
                         len: *len,
                     };
+                    bytes += *len as u64;
                 }
                 let n = chunk.len();
                 // SAFETY: each frame is a slab slot holding a built reply of `len` bytes, not
@@ -478,6 +498,10 @@ impl Worker {
                 match unsafe { self.ports[port].io.send_batch(&frames[..n]) } {
                     Ok(sent) => {
                         self.stats.tx_frames += sent as u64;
+                        self.paths[port].tx_frames += sent as u64;
+                        if sent == n {
+                            self.paths[port].tx_bytes += bytes;
+                        }
                         if sent < n {
                             self.stats.tx_errors += (n - sent) as u64;
                             tracing::debug!(

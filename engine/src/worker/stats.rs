@@ -64,3 +64,35 @@ impl fmt::Display for WorkerStats {
         )
     }
 }
+
+/// Counters of one path (a port's socket on one queue), kept by the worker that owns it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PathStats {
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_frames: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Receive calls that returned frames.
+    pub rx_batches: u64,
+    /// Largest receive batch.
+    pub rx_batch_max: u64,
+}
+
+impl fmt::Display for PathStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mean = if self.rx_batches == 0 {
+            0.0
+        } else {
+            self.rx_frames as f64 / self.rx_batches as f64
+        };
+        write!(
+            f,
+            "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} rx_batches={} mean_batch={mean:.1} max_batch={}",
+            self.rx_frames, self.rx_bytes, self.tx_frames, self.tx_bytes, self.rx_batches, self.rx_batch_max
+        )
+    }
+}

@@ -96,11 +96,18 @@ pub struct Lab {
     pub dir: PathBuf,
     shelf: Option<Child>,
     pub log: PathBuf,
+    /// Port mode written into `config` ("packet", "xdp" or "auto").
+    pub mode: &'static str,
 }
 
 impl Lab {
-    /// A lab with `hosts` host namespaces at `mtu`.
+    /// A lab with `hosts` host namespaces at `mtu`, one queue per link, AF_PACKET ports.
     pub fn new(hosts: usize, mtu: u32) -> Lab {
+        Lab::with_queues(hosts, mtu, 1)
+    }
+
+    /// A lab whose veth links have `queues` receive/transmit queues each way.
+    pub fn with_queues(hosts: usize, mtu: u32, queues: u32) -> Lab {
         require("ip", "iproute2");
         let id = format!(
             "{}{}",
@@ -120,13 +127,33 @@ impl Lab {
             log: dir.join("shelf.log"),
             dir,
             shelf: None,
+            mode: "packet",
         };
         for h in 0..hosts {
             let host_ns = format!("es{id}h{h}");
             run(&["ip", "netns", "add", &host_ns]);
             lab.hosts.push(host_ns.clone());
             let (s, hi) = (format!("e{id}s{h}"), format!("e{id}h{h}"));
-            run(&["ip", "link", "add", &s, "type", "veth", "peer", "name", &hi]);
+            let q = queues.to_string();
+            run(&[
+                "ip",
+                "link",
+                "add",
+                &s,
+                "numrxqueues",
+                &q,
+                "numtxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &hi,
+                "numrxqueues",
+                &q,
+                "numtxqueues",
+                &q,
+            ]);
             run(&["ip", "link", "set", &s, "netns", &shelf_ns]);
             run(&["ip", "link", "set", &hi, "netns", &host_ns]);
             let mtu = mtu.to_string();
@@ -146,6 +173,46 @@ impl Lab {
         &self.links[i].1
     }
 
+    /// Moves every host link into host 0's namespace (one multipath initiator); returns the
+    /// host interfaces comma-separated, as aoebench's `--if` takes them.
+    pub fn gather_host_links(&self) -> String {
+        for h in 1..self.hosts.len() {
+            let link = self.host_if(h);
+            run(&[
+                "ip",
+                "-n",
+                &self.hosts[h],
+                "link",
+                "set",
+                link,
+                "netns",
+                &self.hosts[0],
+            ]);
+            run(&["ip", "-n", &self.hosts[0], "link", "set", link, "up"]);
+        }
+        let ifs: Vec<&str> = (0..self.hosts.len()).map(|h| self.host_if(h)).collect();
+        ifs.join(",")
+    }
+
+    /// Steers host 0's transmissions by CPU (XPS): CPU q sends on queue q of every link, so
+    /// initiator threads pinned to different CPUs reach different shelf queues.
+    pub fn steer_host_queues(&self, queues: u32) {
+        for h in 0..self.hosts.len() {
+            for q in 0..queues {
+                let path = format!("/sys/class/net/{}/queues/tx-{q}/xps_cpus", self.host_if(h));
+                run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &self.hosts[0],
+                    "sh",
+                    "-c",
+                    &format!("echo {:x} > {path}", 1u64 << q),
+                ]);
+            }
+        }
+    }
+
     /// A sparse backing file of `bytes`.
     pub fn disk(&self, name: &str, bytes: u64) -> PathBuf {
         let p = self.dir.join(name);
@@ -162,7 +229,7 @@ impl Lab {
             self.dir.join("admin.sock").display()
         );
         for (s, _) in &self.links {
-            y += &format!("  - {{ interface: {s}, mode: packet }}\n");
+            y += &format!("  - {{ interface: {s}, mode: {} }}\n", self.mode);
         }
         y += "luns:\n";
         for (slot, file) in luns {

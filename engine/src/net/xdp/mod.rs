@@ -16,8 +16,8 @@ mod ring;
 pub use program::{AttachMode, SteeringProgram};
 
 use super::iface::{os_error, Interface};
-use crate::mapping::AnonMap;
 use super::{FrameBuf, FrameIo, FrameIoCounters};
+use crate::mapping::AnonMap;
 use crate::wire::MacAddr;
 use ring::{Ring, RingOffset, XdpDesc};
 use std::io;

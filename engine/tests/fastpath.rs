@@ -1,0 +1,228 @@
+//! The fast path in both port modes: AF_XDP and AF_PACKET each serve two ports with two queues
+//! per port under aoebench verify, every (port, queue) path carries frames, the worker is
+//! pinned; the XDP program leaves non-AoE traffic to the kernel; `auto` says what it chose.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+/// The counters of every "path stats" line in the shelf log: (port, queue, rx_frames).
+fn path_counts(lab: &Lab) -> Vec<(String, u32, u64)> {
+    let field = |line: &str, key: &str| -> String {
+        let at = line
+            .find(&format!(" {key}="))
+            .unwrap_or_else(|| panic!("no {key} in {line}"));
+        line[at + key.len() + 2..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string()
+    };
+    lab.log_lines("path stats")
+        .iter()
+        .map(|l| {
+            (
+                field(l, "port"),
+                field(l, "queue").parse().unwrap(),
+                field(l, "stats=rx_frames").parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn two_ports_two_queues(mode: &'static str) {
+    let mut lab = Lab::with_queues(2, 9000, 2);
+    lab.mode = mode;
+    let disk = lab.disk("lun.img", 256 << 20);
+    let cfg = lab.config(4, &[(2, &disk)], "");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let up = lab.log_lines("port up");
+    let expected_sockets = if mode == "xdp" { 4 } else { 2 };
+    assert_eq!(up.len(), expected_sockets, "{}", lab.log_text());
+    assert!(
+        up.iter().all(|l| l.contains(&format!("mode=\"{mode}\""))),
+        "{up:?}"
+    );
+    let pinned = lab.log_lines("worker pinned");
+    assert_eq!(pinned.len(), 1, "{}", lab.log_text());
+    assert!(pinned[0].contains("cpu=") && pinned[0].contains("why="));
+
+    let ifs = lab.gather_host_links();
+    lab.steer_host_queues(2);
+    let o = Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[0], "timeout", "120"])
+        .arg(aoebench())
+        .args([
+            "run",
+            "--target",
+            "4.2",
+            "--if",
+            &ifs,
+            "--rw",
+            "randrw",
+            "--bs",
+            "16k",
+            "--iodepth",
+            "8",
+            "--numjobs",
+            "2",
+            "--cpus",
+            "0,1",
+            "--runtime",
+            "3s",
+            "--size",
+            "64m",
+            "--verify",
+            "crc32c",
+            "--output-format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "aoebench failed: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let job = &doc["jobs"][0];
+    assert_eq!(job["errors"], 0, "{job}");
+    assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
+    assert!(job["verified_blocks"].as_u64().unwrap() > 500, "{job}");
+    for p in job["paths"].as_array().unwrap() {
+        assert!(p["share"].as_f64().unwrap() > 0.2, "path unused: {job}");
+    }
+    assert!(lab.stop().success());
+
+    let counts = path_counts(&lab);
+    println!("{mode}: per-path frames received: {counts:?}");
+    assert_eq!(counts.len(), expected_sockets, "{}", lab.log_text());
+    for (port, queue, rx) in &counts {
+        assert!(
+            *rx > 1000,
+            "{mode}: path {port} queue {queue} carried only {rx} frames: {counts:?}"
+        );
+    }
+    if mode == "xdp" {
+        let queues: Vec<u32> = counts.iter().map(|c| c.1).collect();
+        assert_eq!(queues, vec![0, 1, 0, 1], "{counts:?}");
+    }
+}
+
+#[test]
+fn xdp_two_ports_two_queues_verify_and_every_path_carries_frames() {
+    two_ports_two_queues("xdp");
+}
+
+#[test]
+fn packet_two_ports_two_queues_verify_and_every_path_carries_frames() {
+    two_ports_two_queues("packet");
+}
+
+#[test]
+fn xdp_program_passes_non_aoe_traffic_to_the_kernel() {
+    require("ping", "iputils-ping");
+    let mut lab = Lab::new(1, 9000);
+    lab.mode = "xdp";
+    run(&[
+        "ip",
+        "-n",
+        &lab.shelf_ns,
+        "addr",
+        "add",
+        "10.77.0.1/24",
+        "dev",
+        lab.shelf_if(0),
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &lab.hosts[0],
+        "addr",
+        "add",
+        "10.77.0.2/24",
+        "dev",
+        lab.host_if(0),
+    ]);
+    let disk = lab.disk("lun.img", 64 << 20);
+    let cfg = lab.config(3, &[(1, &disk)], "");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    assert!(
+        lab.log_lines("port up")[0].contains("native XDP"),
+        "{}",
+        lab.log_text()
+    );
+    // IP (with ARP first) goes to the kernel while AoE goes to the shelf, at the same time.
+    let ping = lab.host_cmd(
+        0,
+        20,
+        &["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.77.0.1"],
+    );
+    let ping_text = String::from_utf8_lossy(&ping.stdout).to_string();
+    assert!(
+        ping.status.success(),
+        "ping failed with the shelf running: {ping_text}"
+    );
+    assert!(ping_text.contains("5 received"), "{ping_text}");
+    // A jumbo ping (several UMEM-chunk-sized buffers) passes too.
+    let big = lab.host_cmd(
+        0,
+        20,
+        &[
+            "ping",
+            "-c",
+            "2",
+            "-s",
+            "8900",
+            "-M",
+            "do",
+            "-W",
+            "2",
+            "10.77.0.1",
+        ],
+    );
+    assert!(
+        big.status.success(),
+        "jumbo ping failed: {}",
+        String::from_utf8_lossy(&big.stdout)
+    );
+    let o = lab.host_cmd(
+        0,
+        30,
+        &[
+            aoebench().to_str().unwrap(),
+            "ping",
+            "--target",
+            "3.1",
+            "--if",
+            lab.host_if(0),
+        ],
+    );
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success() && t.contains("17 sectors per frame"),
+        "{t}"
+    );
+    assert!(lab.stop().success());
+    // After the shelf is gone, the program is detached and the kernel sees everything.
+    let after = lab.host_cmd(0, 10, &["ping", "-c", "1", "-W", "2", "10.77.0.1"]);
+    assert!(after.status.success());
+    let link = run(&["ip", "-n", &lab.shelf_ns, "link", "show", lab.shelf_if(0)]);
+    let link = String::from_utf8_lossy(&link.stdout).to_string();
+    assert!(!link.contains("xdp"), "XDP program left attached: {link}");
+}
+
+#[test]
+fn auto_mode_says_what_it_chose_and_why() {
+    let mut lab = Lab::new(1, 1500);
+    lab.mode = "auto";
+    let disk = lab.disk("lun.img", 16 << 20);
+    let cfg = lab.config(3, &[(1, &disk)], "");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let up = lab.log_lines("port up");
+    assert_eq!(up.len(), 1, "{}", lab.log_text());
+    assert!(up[0].contains("why=auto:"), "{}", up[0]);
+    assert!(lab.stop().success());
+}
