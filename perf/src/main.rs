@@ -1,4 +1,5 @@
-//! `perf-compare` (run through `perf/compare`): ethershelf and vblade alternately (A B A B ...)
+//! `perf-compare` (run through `perf/compare`): ethershelf with AF_XDP ports, ethershelf with
+//! AF_PACKET ports and vblade alternately (A B C A B C ...)
 //! on the same backing file with the same aoebench job, plus the network ceiling (aoebench
 //! against `aoebench null-target`) and the storage ceiling (fio with io_uring on the file).
 //! The target (and null target, and fio) run pinned to CPU 1, the load generator to CPU 0.
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// Side-by-side performance of ethershelf and vblade, with ceilings.
+/// Side-by-side performance of ethershelf (xdp and packet ports) and vblade, with ceilings.
 #[derive(Parser)]
 struct Args {
     /// A B pairs per case (at least 3 for a median worth reading).
@@ -30,6 +31,10 @@ struct Args {
     /// Backing modes: cache (page cache warm) and/or direct (O_DIRECT).
     #[arg(long, value_delimiter = ',', default_value = "cache,direct")]
     modes: Vec<String>,
+    /// Targets, run alternately for each pair: xdp (ethershelf with AF_XDP ports), packet
+    /// (ethershelf with AF_PACKET ports), vblade.
+    #[arg(long, value_delimiter = ',', default_value = "xdp,packet,vblade")]
+    targets: Vec<String>,
     /// Only cases whose name contains one of these (e.g. "randread").
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -102,8 +107,27 @@ struct Sample {
     p50_us: f64,
     p99_us: f64,
     ios: u64,
+    bytes: u64,
     cpu_seconds: f64,
     cpu_us_per_io: f64,
+}
+
+/// One target's summary in one case.
+#[derive(Debug, Clone, Serialize)]
+struct TargetSummary {
+    target: String,
+    /// Median, min, max of the case's metric.
+    value: [f64; 3],
+    p50_us: f64,
+    p99_us: f64,
+    /// CPU seconds of the target per million I/Os (= CPU microseconds per I/O).
+    cpu_s_per_million_ios: f64,
+    /// CPU seconds of the target per GiB moved.
+    cpu_s_per_gib: f64,
+    /// Median / vblade's median (0 when vblade did not run).
+    vs_vblade: f64,
+    /// Median / the lower of the two ceilings.
+    vs_lower_ceiling: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,16 +136,17 @@ struct Row {
     mode: String,
     case: String,
     unit: String,
-    ethershelf: [f64; 3],
-    vblade: [f64; 3],
     network_ceiling: f64,
     storage_ceiling: f64,
-    ratio_vs_vblade: f64,
-    ratio_vs_lower_ceiling: f64,
-    ethershelf_p50_p99_us: [f64; 2],
-    vblade_p50_p99_us: [f64; 2],
-    ethershelf_cpu_us_per_io: f64,
-    vblade_cpu_us_per_io: f64,
+    targets: Vec<TargetSummary>,
+}
+
+/// The process label of a target in the table.
+fn label(target: &str) -> String {
+    match target {
+        "vblade" => "vblade".into(),
+        mode => format!("ethershelf ({mode})"),
+    }
 }
 
 fn median_min_max(v: &[f64]) -> [f64; 3] {
@@ -138,7 +163,7 @@ fn aoebench(case: &Case, runtime: f64) -> Result<Value, String> {
     aoebench_job(case.rw, case.bs, case.iodepth, runtime)
 }
 
-fn sample_of(job: &Value, case: &Case) -> (f64, f64, f64, f64, f64, u64) {
+fn sample_of(job: &Value, case: &Case) -> (f64, f64, f64, f64, f64, u64, u64) {
     let d = if case.rw.contains("write") {
         &job["write"]
     } else {
@@ -155,6 +180,7 @@ fn sample_of(job: &Value, case: &Case) -> (f64, f64, f64, f64, f64, u64) {
         d["latency"]["p50_us"].as_f64().unwrap_or(0.0),
         d["latency"]["p99_us"].as_f64().unwrap_or(0.0),
         ios.max(1),
+        d["bytes"].as_u64().unwrap_or(0).max(1),
     )
 }
 
@@ -172,6 +198,8 @@ fn fio_ceiling(file: &Path, case: &Case, direct: bool, runtime: f64) -> Result<f
     ])
     .arg(format!("--filename={}", file.display()))
     .arg(format!("--direct={}", direct as u8))
+    // fio drops the file's page cache before a job unless told not to.
+    .arg(format!("--invalidate={}", direct as u8))
     .arg(format!("--rw={}", case.rw))
     .arg(format!("--bs={}", case.bs))
     .arg(format!("--iodepth={}", case.iodepth))
@@ -221,6 +249,13 @@ fn machine_info() -> Value {
 fn run(args: &Args) -> Result<(), String> {
     if args.pairs < 1 {
         return Err("--pairs must be at least 1".into());
+    }
+    if let Some(t) = args
+        .targets
+        .iter()
+        .find(|t| !["xdp", "packet", "vblade"].contains(&t.as_str()))
+    {
+        return Err(format!("unknown target '{t}': use xdp, packet or vblade"));
     }
     let cases: Vec<&Case> = CASES
         .iter()
@@ -299,16 +334,18 @@ fn run(args: &Args) -> Result<(), String> {
             let direct = mode == "direct";
             for case in &cases {
                 for pair in 1..=args.pairs {
-                    for target in ["ethershelf", "vblade"] {
+                    for target in args.targets.iter().map(String::as_str) {
                         if !direct {
                             sh(Command::new("sh")
                                 .arg("-c")
                                 .arg(format!("cat {} > /dev/null", file.display())))?;
                         }
-                        let cmd: Vec<String> = if target == "ethershelf" {
+                        let cmd: Vec<String> = if target != "vblade" {
                             let mut c = vec![
                                 bin("ethershelf").display().to_string(),
                                 "export".into(),
+                                "--mode".into(),
+                                target.into(),
                                 "--state-dir".into(),
                                 work.join("state").display().to_string(),
                             ];
@@ -337,7 +374,7 @@ fn run(args: &Args) -> Result<(), String> {
                         };
                         let mut t =
                             Pinned::start(SHELF_NS, 1, &cmd, work.join(format!("{target}.log")))?;
-                        if target == "ethershelf" {
+                        if target != "vblade" {
                             t.wait_ready(Some(" serving "), Duration::from_millis(50))?;
                         } else {
                             t.wait_ready(None, Duration::from_millis(500))?;
@@ -347,9 +384,9 @@ fn run(args: &Args) -> Result<(), String> {
                         let cpu = t.cpu_seconds() - cpu0;
                         t.stop();
                         let job = job?;
-                        let (value, iops, mib, p50, p99, ios) = sample_of(&job, case);
+                        let (value, iops, mib, p50, p99, ios, bytes) = sample_of(&job, case);
                         eprintln!(
-                            "   MTU {mtu} {mode:6} {:18} pair {pair} {target:10} {value:>10.1} {}",
+                            "   MTU {mtu} {mode:6} {:18} pair {pair} {target:7} {value:>10.1} {}",
                             case.name,
                             if case.bandwidth { "MiB/s" } else { "IOPS" }
                         );
@@ -366,6 +403,7 @@ fn run(args: &Args) -> Result<(), String> {
                             p50_us: p50,
                             p99_us: p99,
                             ios,
+                            bytes,
                             cpu_seconds: cpu,
                             cpu_us_per_io: cpu / ios as f64 * 1e6,
                         });
@@ -388,40 +426,57 @@ fn run(args: &Args) -> Result<(), String> {
                         .cloned()
                         .collect::<Vec<_>>()
                 };
-                let (es, vb) = (pick("ethershelf"), pick("vblade"));
                 let stat = |v: &[Sample], f: fn(&Sample) -> f64| {
                     median_min_max(&v.iter().map(f).collect::<Vec<_>>())
                 };
-                let e = stat(&es, |s| s.value);
-                let v = stat(&vb, |s| s.value);
                 let net = median_min_max(&net_ceiling[&(mtu, case.name)])[0];
                 let sto = sto_ceiling[&(mode.clone(), case.name)];
+                let vblade = stat(&pick("vblade"), |s| s.value)[0];
+                let targets = args
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let v = pick(t);
+                        let value = stat(&v, |s| s.value);
+                        TargetSummary {
+                            target: label(t),
+                            value,
+                            p50_us: stat(&v, |s| s.p50_us)[0],
+                            p99_us: stat(&v, |s| s.p99_us)[0],
+                            cpu_s_per_million_ios: stat(&v, |s| s.cpu_us_per_io)[0],
+                            cpu_s_per_gib: stat(&v, |s| {
+                                s.cpu_seconds / (s.bytes as f64 / (1u64 << 30) as f64)
+                            })[0],
+                            vs_vblade: if vblade > 0.0 { value[0] / vblade } else { 0.0 },
+                            vs_lower_ceiling: value[0] / net.min(sto).max(1e-9),
+                        }
+                    })
+                    .collect();
                 rows.push(Row {
                     mtu,
                     mode: mode.clone(),
                     case: case.name.into(),
                     unit: if case.bandwidth { "MiB/s" } else { "IOPS" }.into(),
-                    ethershelf: e,
-                    vblade: v,
                     network_ceiling: net,
                     storage_ceiling: sto,
-                    ratio_vs_vblade: if v[0] > 0.0 { e[0] / v[0] } else { 0.0 },
-                    ratio_vs_lower_ceiling: e[0] / net.min(sto).max(1e-9),
-                    ethershelf_p50_p99_us: [stat(&es, |s| s.p50_us)[0], stat(&es, |s| s.p99_us)[0]],
-                    vblade_p50_p99_us: [stat(&vb, |s| s.p50_us)[0], stat(&vb, |s| s.p99_us)[0]],
-                    ethershelf_cpu_us_per_io: stat(&es, |s| s.cpu_us_per_io)[0],
-                    vblade_cpu_us_per_io: stat(&vb, |s| s.cpu_us_per_io)[0],
+                    targets,
                 });
             }
         }
     }
-    let mut md = String::from("| MTU | backing | case | ethershelf median (min-max) | vblade median (min-max) | es/vblade | network ceiling | storage ceiling | es/lower ceiling | p50/p99 us es | p50/p99 us vblade | CPU us/IO es | CPU us/IO vblade |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut md = String::from("| MTU | backing | case | target | median (min-max) | x vblade | x lower ceiling | p50/p99 us | CPU s per M I/O | CPU s per GiB |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for r in &rows {
         md += &format!(
-            "| {} | {} | {} | {:.0} ({:.0}-{:.0}) {} | {:.0} ({:.0}-{:.0}) | {:.2} | {:.0} | {:.0} | {:.2} | {:.0}/{:.0} | {:.0}/{:.0} | {:.1} | {:.1} |\n",
-            r.mtu, r.mode, r.case, r.ethershelf[0], r.ethershelf[1], r.ethershelf[2], r.unit, r.vblade[0], r.vblade[1], r.vblade[2], r.ratio_vs_vblade, r.network_ceiling, r.storage_ceiling,
-            r.ratio_vs_lower_ceiling, r.ethershelf_p50_p99_us[0], r.ethershelf_p50_p99_us[1], r.vblade_p50_p99_us[0], r.vblade_p50_p99_us[1], r.ethershelf_cpu_us_per_io, r.vblade_cpu_us_per_io
+            "| {} | {} | {} | ceilings: network {:.0}, storage {:.0} {} | | | | | | |\n",
+            r.mtu, r.mode, r.case, r.network_ceiling, r.storage_ceiling, r.unit
         );
+        for t in &r.targets {
+            md += &format!(
+                "| {} | {} | {} | {} | {:.0} ({:.0}-{:.0}) | {:.2} | {:.2} | {:.0}/{:.0} | {:.1} | {:.2} |\n",
+                r.mtu, r.mode, r.case, t.target, t.value[0], t.value[1], t.value[2], t.vs_vblade,
+                t.vs_lower_ceiling, t.p50_us, t.p99_us, t.cpu_s_per_million_ios, t.cpu_s_per_gib
+            );
+        }
     }
     let notes = "backing `cache`: file in the page cache (warmed with cat before each run); ethershelf `--buffered --writeback`, vblade plain. backing `direct`: ethershelf O_DIRECT + writethrough (RWF_DSYNC), vblade `-d -s`; storage ceiling fio io_uring --direct=1 (--sync=dsync for writes). Targets, null target and fio pinned to CPU 1, aoebench to CPU 0.";
     println!("{md}\n{notes}");
@@ -434,7 +489,7 @@ fn run(args: &Args) -> Result<(), String> {
         .to_string();
     let base = args.out.join(format!("compare-{stamp}"));
     let doc = serde_json::json!({ "schema": 1, "date": stamp, "git": git, "machine": machine_info(), "notes": notes,
-        "settings": { "pairs": args.pairs, "runtime_s": args.runtime, "ramp_s": 1, "file_mib": args.file_mib, "mtu": args.mtu, "modes": args.modes },
+        "settings": { "targets": args.targets, "pairs": args.pairs, "runtime_s": args.runtime, "ramp_s": 1, "file_mib": args.file_mib, "mtu": args.mtu, "modes": args.modes },
         "rows": rows, "samples": samples });
     std::fs::write(
         base.with_extension("json"),
@@ -445,10 +500,15 @@ fn run(args: &Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let bars: Vec<chart::Bar> = rows
         .iter()
-        .map(|r| chart::Bar {
-            label: format!("{} MTU{} {}", r.case, r.mtu, r.mode),
-            vs_vblade: r.ratio_vs_vblade,
-            vs_ceiling: r.ratio_vs_lower_ceiling,
+        .flat_map(|r| {
+            r.targets
+                .iter()
+                .filter(|t| t.target != "vblade")
+                .map(move |t| chart::Bar {
+                    label: format!("{} {} MTU{} {}", t.target, r.case, r.mtu, r.mode),
+                    vs_vblade: t.vs_vblade,
+                    vs_ceiling: t.vs_lower_ceiling,
+                })
         })
         .collect();
     chart::draw(

@@ -56,6 +56,11 @@ pub trait FrameIo {
     /// # Safety
     /// Every `FrameBuf` must point at `len` readable bytes that stay valid for the call.
     unsafe fn send_batch(&mut self, frames: &[FrameBuf]) -> io::Result<usize>;
+    /// Whether frames wait, when that can be known without a system call (AF_XDP reads its
+    /// RX ring); `None` when it cannot.
+    fn rx_pending(&mut self) -> Option<bool> {
+        None
+    }
     /// Its counters (zero where a mode has nothing to count).
     fn counters(&self) -> FrameIoCounters {
         FrameIoCounters::default()

@@ -42,7 +42,21 @@ fn set_opt(fd: RawFd, level: i32, name: i32, value: i32) -> i32 {
 impl PacketPort {
     /// Opens a socket on `iface` with `buffer_bytes` of kernel socket buffer each way.
     pub fn open(iface: &str, buffer_bytes: usize) -> io::Result<PacketPort> {
-        let proto = (ETHERTYPE_AOE).to_be() as i32;
+        PacketPort::open_with(iface, buffer_bytes, true)
+    }
+
+    /// Opens a socket on `iface` that only sends (it is bound to no EtherType, so the kernel
+    /// hands it no frames): the transmit side of an AF_XDP port in copy mode.
+    pub fn open_sender(iface: &str, buffer_bytes: usize) -> io::Result<PacketPort> {
+        PacketPort::open_with(iface, buffer_bytes, false)
+    }
+
+    fn open_with(iface: &str, buffer_bytes: usize, receive: bool) -> io::Result<PacketPort> {
+        let proto = if receive {
+            (ETHERTYPE_AOE).to_be() as i32
+        } else {
+            0
+        };
         // SAFETY: plain socket(2) call; the result is checked before use.
         let raw =
             unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };

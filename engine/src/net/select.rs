@@ -58,10 +58,11 @@ fn open_xdp(name: &str) -> io::Result<Vec<OpenedPort>> {
     for queue in 0..iface.rx_queues {
         let port = XdpPort::open(&iface, queue, program.clone(), false)?;
         let detail = format!(
-            "AF_XDP {} mode, {} XDP{}",
+            "AF_XDP {} mode, {} XDP{}, {}",
             port.bind_mode,
             program.mode,
-            if program.frags { ", multi-buffer" } else { "" }
+            if program.frags { ", multi-buffer" } else { "" },
+            port.tx_path()
         );
         sockets.push(OpenedPort {
             io: Box::new(port),
