@@ -450,7 +450,10 @@ impl Worker {
             if start.elapsed() >= self.spin {
                 return false;
             }
-            std::hint::spin_loop();
+            // Let anything else runnable on this core go first: io_uring's own workers (which
+            // run buffered writes, on this same core) must not wait for our spinning.
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
         }
     }
 
