@@ -67,6 +67,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub admin: Option<RawAdmin>,
     #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+    #[serde(default)]
     pub cpus: Vec<Spanned<u32>>,
     #[serde(default)]
     pub luns: Vec<RawLun>,
@@ -85,6 +87,12 @@ pub(crate) struct RawRebuild {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub socket: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,12 +162,29 @@ pub struct Config {
     pub rebuild: RebuildRates,
     /// The admin (console) socket.
     pub admin_socket: PathBuf,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsListen,
     /// Cores the workers may be pinned to, in order of preference (empty: chosen from the
     /// machine's topology).
     pub cpus: Vec<usize>,
     /// The exported LUNs.
     pub luns: Vec<Lun>,
 }
+
+/// Where the Prometheus endpoint listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsListen {
+    /// Not configured: try [`DEFAULT_METRICS_LISTEN`]; if it cannot be bound, warn and go on.
+    #[default]
+    Default,
+    /// Configured: failing to bind it stops the shelf from starting.
+    At(std::net::SocketAddr),
+    /// `listen: off`.
+    Off,
+}
+
+/// Default Prometheus endpoint (loopback only: expose it deliberately).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9478";
 
 /// Default admin socket.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/ethershelf/admin.sock";

@@ -2,7 +2,7 @@
 
 use crate::error::ConfigError;
 use crate::schema::{
-    Backend, Config, FileSpec, Lun, Port, Raid10Spec, RawConfig, RawLun, RawRaid10, RebuildRates,
+    Backend, Config, FileSpec, Lun, MetricsListen, Port, Raid10Spec, RawConfig, RawLun, RawRaid10, RebuildRates,
     DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_STATE_DIR,
 };
 use serde_saphyr::Spanned;
@@ -134,6 +134,23 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         Some(a) => PathBuf::from(&a.socket.value),
         None => PathBuf::from(DEFAULT_ADMIN_SOCKET),
     };
+    let metrics = match &raw.metrics {
+        None => MetricsListen::Default,
+        Some(m) if m.listen.value == "off" => MetricsListen::Off,
+        Some(m) => match m.listen.value.parse::<std::net::SocketAddr>() {
+            Ok(a) => MetricsListen::At(a),
+            Err(_) => {
+                return Err(err(
+                    origin,
+                    &m.listen,
+                    format!(
+                        "metrics listen address '{}' is not IP:PORT (e.g. 127.0.0.1:9478 or [::]:9478) or 'off'",
+                        m.listen.value
+                    ),
+                ))
+            }
+        },
+    };
     let mut cpus = Vec::new();
     for c in &raw.cpus {
         if c.value >= 4096 {
@@ -238,6 +255,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         spares,
         rebuild,
         admin_socket,
+        metrics,
         cpus,
         luns,
     })

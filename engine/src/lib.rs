@@ -9,6 +9,7 @@ pub mod affinity;
 pub mod ata;
 pub mod lun;
 pub mod mapping;
+pub mod metrics;
 pub mod net;
 pub mod shelf;
 pub mod store;

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use ethershelf_config::{
-    Backend, Config, FileSpec, Lun, Port, PortMode, RebuildRates, WriteCache, DEFAULT_BUFFER_COUNT,
+    Backend, Config, FileSpec, Lun, MetricsListen, Port, PortMode, RebuildRates, WriteCache, DEFAULT_BUFFER_COUNT,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -193,6 +193,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     max_sectors: mtu_sectors,
                 }],
                 admin_socket: state_dir.join(format!("admin-{shelf}.{slot}.sock")),
+                metrics: MetricsListen::Off,
                 cpus: vec![],
                 state_dir,
                 buffer_count: DEFAULT_BUFFER_COUNT,

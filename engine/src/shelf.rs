@@ -6,9 +6,10 @@ use crate::net::open_port;
 use crate::store::raid10::{Array, MemberDisk, Metadata};
 use crate::store::{Backing, BackingOptions};
 use crate::wire::max_sectors_for_mtu;
-use crate::worker::admin::AdminLink;
+use crate::admin::WorkerLink;
+use crate::worker::admin::{AdminLink, AdminRequest};
 use crate::worker::{RaidSetup, Target, Worker, WorkerPort};
-use ethershelf_config::{Backend, Config, WriteCache};
+use ethershelf_config::{Backend, Config, MetricsListen, WriteCache, DEFAULT_METRICS_LISTEN};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
@@ -61,6 +62,14 @@ pub enum ShelfError {
     Port {
         /// Interface.
         interface: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The metrics endpoint.
+    #[error("metrics listen {listen}: {source}")]
+    Metrics {
+        /// Address.
+        listen: String,
         /// Cause.
         source: std::io::Error,
     },
@@ -309,27 +318,70 @@ pub fn open_ports(config: &Config) -> Result<Vec<WorkerPort>, ShelfError> {
     Ok(ports)
 }
 
+/// How long a scrape waits for the worker's counters.
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts the Prometheus endpoint of `config` (scrapes ask the worker through `link`).
+fn start_metrics(config: &Config, link: &WorkerLink) -> Result<(), ShelfError> {
+    let (addr, required) = match config.metrics {
+        MetricsListen::Off => return Ok(()),
+        MetricsListen::At(a) => (a, true),
+        MetricsListen::Default => match DEFAULT_METRICS_LISTEN.parse() {
+            Ok(a) => (a, false),
+            Err(_) => return Ok(()),
+        },
+    };
+    let scrape_link = link.try_clone().map_err(ShelfError::Worker)?;
+    let source: crate::metrics::SnapshotSource = Box::new(move || {
+        scrape_link
+            .ask(AdminRequest::Snapshot, SCRAPE_TIMEOUT)
+            .ok()
+    });
+    match crate::metrics::start(addr, source) {
+        Ok(bound) => {
+            tracing::info!(listen = %bound, "metrics endpoint ready (GET /metrics)");
+            Ok(())
+        }
+        Err(source) if required => Err(ShelfError::Metrics {
+            listen: addr.to_string(),
+            source,
+        }),
+        Err(e) => {
+            tracing::warn!(listen = %addr, error = %e, "metrics endpoint not started (set metrics: {{ listen: IP:PORT }} or 'off')");
+            Ok(())
+        }
+    }
+}
+
 /// Serves `config` until SIGINT or SIGTERM, then finishes in-flight I/O and returns.
 pub fn serve(config: &Config) -> Result<(), ShelfError> {
     // Pin first, so the worker's buffers and rings are allocated on its core's NUMA node.
     let interfaces: Vec<String> = config.ports.iter().map(|p| p.interface.clone()).collect();
-    match crate::affinity::choose(&interfaces, &config.cpus) {
+    let pinned = match crate::affinity::choose(&interfaces, &config.cpus) {
         Some(choice) if crate::affinity::pin_current(choice.cpu) => {
             tracing::info!(worker = 0, cpu = choice.cpu, why = %choice.why, "worker pinned");
+            Some(choice.cpu)
         }
-        Some(_) => {}
-        None => tracing::warn!("no usable core found; the worker runs unpinned"),
-    }
+        Some(_) => None,
+        None => {
+            tracing::warn!("no usable core found; the worker runs unpinned");
+            None
+        }
+    };
     let ports = open_ports(config)?;
     let opened = open_luns(config)?;
     let targets = Arc::new(opened.targets);
     let (req_tx, req_rx) = std::sync::mpsc::sync_channel(16);
     let (wake_rx, wake_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
-    let _admin = crate::admin::start(&config.admin_socket, req_tx, wake_tx).map_err(|source| {
-        ShelfError::Admin {
-            path: config.admin_socket.display().to_string(),
-            source,
-        }
+    let link = WorkerLink::new(req_tx, wake_tx);
+    start_metrics(config, &link)?;
+    let _admin = crate::admin::start(
+        &config.admin_socket,
+        link.try_clone().map_err(ShelfError::Worker)?,
+    )
+    .map_err(|source| ShelfError::Admin {
+        path: config.admin_socket.display().to_string(),
+        source,
     })?;
     wake_rx.set_nonblocking(true).map_err(ShelfError::Worker)?;
     let (stop_rx, stop_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
@@ -353,6 +405,7 @@ pub fn serve(config: &Config) -> Result<(), ShelfError> {
         }),
     )
     .map_err(ShelfError::Worker)?;
+    worker.set_cpu(pinned);
     worker.announce();
     tracing::info!(
         shelf = config.shelf,

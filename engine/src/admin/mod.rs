@@ -15,6 +15,44 @@ const MAX_LINE: u64 = 4096;
 /// How long a command may take before the client is told the shelf is busy.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A way to put requests to the worker from another thread: the bounded request channel
+/// and the socket whose readability wakes the worker's ring.
+pub struct WorkerLink {
+    requests: SyncSender<AdminRequest>,
+    wake: UnixStream,
+}
+
+impl WorkerLink {
+    /// Wraps the sending ends.
+    pub fn new(requests: SyncSender<AdminRequest>, wake: UnixStream) -> WorkerLink {
+        WorkerLink { requests, wake }
+    }
+
+    /// Another handle on the same worker.
+    pub fn try_clone(&self) -> std::io::Result<WorkerLink> {
+        Ok(WorkerLink {
+            requests: self.requests.clone(),
+            wake: self.wake.try_clone()?,
+        })
+    }
+
+    /// Sends the request `make` builds around a reply channel and waits up to `timeout` for
+    /// the answer. `Err` says why there is none (busy, or no answer in time).
+    pub fn ask<T>(
+        &self,
+        make: impl FnOnce(mpsc::Sender<T>) -> AdminRequest,
+        timeout: Duration,
+    ) -> Result<T, &'static str> {
+        let (tx, rx) = mpsc::channel();
+        self.requests
+            .try_send(make(tx))
+            .map_err(|_| "the shelf is busy with other admin requests; try again")?;
+        let _ = (&self.wake).write(&[1]);
+        rx.recv_timeout(timeout)
+            .map_err(|_| "the shelf did not answer in time")
+    }
+}
+
 /// The listening socket; the socket file is removed when this is dropped.
 pub struct AdminServer {
     path: PathBuf,
@@ -26,13 +64,8 @@ impl Drop for AdminServer {
     }
 }
 
-/// Binds `path` and serves it on a thread: each line goes to the worker through `requests`,
-/// with a byte on `wake` so that its ring notices.
-pub fn start(
-    path: &Path,
-    requests: SyncSender<AdminRequest>,
-    wake: UnixStream,
-) -> std::io::Result<AdminServer> {
+/// Binds `path` and serves it on a thread: each line goes to the worker through `link`.
+pub fn start(path: &Path, link: WorkerLink) -> std::io::Result<AdminServer> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -55,7 +88,7 @@ pub fn start(
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                if let Err(e) = serve_one(conn, &requests, &wake) {
+                if let Err(e) = serve_one(conn, &link) {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
             }
@@ -66,26 +99,14 @@ pub fn start(
     })
 }
 
-fn serve_one(
-    mut conn: UnixStream,
-    requests: &SyncSender<AdminRequest>,
-    mut wake: &UnixStream,
-) -> std::io::Result<()> {
+fn serve_one(mut conn: UnixStream, link: &WorkerLink) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = String::new();
     BufReader::new((&conn).take(MAX_LINE)).read_line(&mut line)?;
-    let (tx, rx) = mpsc::channel();
-    let answer = match requests.try_send(AdminRequest {
-        line: line.trim().to_string(),
-        reply: tx,
-    }) {
-        Ok(()) => {
-            let _ = wake.write(&[1]);
-            rx.recv_timeout(ANSWER_TIMEOUT)
-                .unwrap_or_else(|_| "error: the shelf did not answer in time\n".into())
-        }
-        Err(_) => "error: the shelf is busy with other admin commands; try again\n".into(),
-    };
+    let line = line.trim().to_string();
+    let answer = link
+        .ask(|reply| AdminRequest::Command { line, reply }, ANSWER_TIMEOUT)
+        .unwrap_or_else(|why| format!("error: {why}\n"));
     conn.write_all(answer.as_bytes())
 }
 

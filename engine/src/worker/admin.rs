@@ -2,18 +2,28 @@
 //! a reply channel; the worker answers between batches (never on the frame path).
 
 use super::Worker;
+use crate::metrics::snapshot::{ArraySample, LunSample, MemberSample, PathSample, WorkerSample};
+use crate::metrics::Snapshot;
 use crate::store::raid10::{Fault, MemberDisk, RoleState, SyncJob, SyncKind};
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{Receiver, Sender};
 
-/// One admin command line and where its answer goes.
-pub struct AdminRequest {
-    /// The command line.
-    pub line: String,
-    /// The answer (text; a first line starting with `error:` means it failed).
-    pub reply: Sender<String>,
+/// What the admin socket, the metrics endpoint and the health check ask the worker.
+pub enum AdminRequest {
+    /// One command line and where its answer goes (text; a first line starting with
+    /// `error:` means it failed).
+    Command {
+        /// The command line.
+        line: String,
+        /// The answer.
+        reply: Sender<String>,
+    },
+    /// A copy of the worker's counters for a metrics scrape.
+    Snapshot(Sender<Snapshot>),
+    /// Liveness: answered as soon as the worker loop gets round to it.
+    Ping(Sender<()>),
 }
 
 /// The worker's end of the admin channel.
@@ -77,8 +87,18 @@ impl Worker {
             }
         }
         for r in requests {
-            let answer = self.admin_command(r.line.trim());
-            let _ = r.reply.send(answer);
+            match r {
+                AdminRequest::Command { line, reply } => {
+                    let answer = self.admin_command(line.trim());
+                    let _ = reply.send(answer);
+                }
+                AdminRequest::Snapshot(reply) => {
+                    let _ = reply.send(self.snapshot());
+                }
+                AdminRequest::Ping(reply) => {
+                    let _ = reply.send(());
+                }
+            }
         }
     }
 
@@ -366,6 +386,85 @@ impl Worker {
         role.fault = fault;
         tracing::warn!(lun = %a.label, role = r, ?fault, "fault injection set by the admin");
         Ok(format!("{who}: injecting {what}\n"))
+    }
+
+    /// Copies the counters for a metrics scrape (allocates: runs between batches only).
+    pub fn snapshot(&self) -> Snapshot {
+        let shelf = self.shelf;
+        let paths = self
+            .ports
+            .iter()
+            .zip(&self.paths)
+            .map(|(port, stats)| {
+                let io = port.io.counters();
+                PathSample {
+                    port: port.io.name().to_string(),
+                    queue: port.queue,
+                    mode: port.mode,
+                    worker: 0,
+                    stats: *stats,
+                    copies: io.copies,
+                    kernel_drops: io.kernel_drops,
+                }
+            })
+            .collect();
+        let mut luns = Vec::new();
+        let mut members = Vec::new();
+        let mut arrays = Vec::new();
+        for (t, target) in self.targets.iter().enumerate() {
+            let lun = format!("{}.{}", target.shelf, target.slot);
+            luns.push(LunSample {
+                lun: lun.clone(),
+                online: self.by_slot[target.slot as usize] == t as u16,
+                size_bytes: target.sectors * 512,
+                counters: self.luns[t],
+            });
+            let Some(a) = &self.arrays[t] else { continue };
+            for (r, role) in a.roles.iter().enumerate() {
+                members.push(MemberSample {
+                    lun: lun.clone(),
+                    role: r,
+                    disk: role
+                        .dev
+                        .as_ref()
+                        .map_or("missing".into(), |d| format!("{shelf}.{}", d.disk)),
+                    state: role.state.to_string(),
+                    ios: role.counters.ios,
+                    bytes: role.counters.bytes,
+                    read_errors: role.counters.read_errors,
+                    write_errors: role.counters.write_errors,
+                    corrected: role.counters.corrected,
+                    in_flight: role.in_flight,
+                    latency: role.counters.latency,
+                });
+            }
+            arrays.push(ArraySample {
+                lun,
+                state: a.state(),
+                sync_kind: a.sync.as_ref().map(|j| j.kind.to_string()),
+                sync_progress: a.sync.as_ref().map_or(0.0, |j| j.percent() / 100.0),
+                sync_rate: a.sync.as_ref().map_or(0.0, |j| j.rate()),
+            });
+        }
+        Snapshot {
+            shelf,
+            workers: vec![WorkerSample {
+                cpu: self.cpu,
+                submissions: self.submissions,
+                in_flight: self.in_flight as u64,
+                slots: self.slots.len() as u64,
+                slots_in_use: (self.slots.len() - self.free.len()) as u64,
+                spin_hits: self.stats.spin_hits,
+                ordered_waits: self.stats.ordered_waits,
+                direct_fallbacks: self.stats.direct_fallbacks,
+                tx_errors: self.stats.tx_errors,
+            }],
+            paths,
+            luns,
+            members,
+            arrays,
+            spares: self.spares.len() as u64,
+        }
     }
 
     /// Records a clean stop on every array.

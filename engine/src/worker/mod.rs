@@ -19,6 +19,7 @@ pub use stats::{PathStats, WorkerStats};
 pub use target::{firmware_version, Target};
 
 use crate::ata::{self, AtaCommand, AtaOutcome, ERROR_UNC};
+use crate::metrics::{monotonic_ns, DropReason, LunCounters};
 use crate::net::{FrameBuf, FrameIo};
 use crate::wire::*;
 use io_uring::{opcode, squeue, types, IoUring};
@@ -61,6 +62,10 @@ struct SlotState {
     rewrite_piece: u8,
     /// RAID: some piece has no copy left.
     failed: bool,
+    /// When the request's batch was received (monotonic ns).
+    arrived: u64,
+    /// When its I/O was submitted (monotonic ns).
+    submitted: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -132,6 +137,14 @@ pub struct Worker {
     pub paths: Vec<PathStats>,
     /// How long to watch the rings before sleeping (zero: never spin).
     spin: std::time::Duration,
+    /// Counters per LUN (same order as the targets).
+    luns: Vec<LunCounters>,
+    /// io_uring entries queued.
+    submissions: u64,
+    /// When the batch being handled was received (monotonic ns).
+    batch_time: u64,
+    /// The core this worker is pinned to.
+    cpu: Option<usize>,
 }
 
 /// What the worker needs for RAID-10 LUNs.
@@ -225,7 +238,55 @@ impl Worker {
             stats: WorkerStats::default(),
             paths: vec![PathStats::default(); nports],
             spin: std::time::Duration::from_micros(DEFAULT_SPIN_MICROS),
+            luns: vec![LunCounters::default(); targets_len],
+            submissions: 0,
+            batch_time: 0,
+            cpu: None,
         })
+    }
+
+    /// Records the core the worker was pinned to (reported in metrics).
+    pub fn set_cpu(&mut self, cpu: Option<usize>) {
+        self.cpu = cpu;
+    }
+
+    /// Drops a received frame, counting why on its path.
+    fn drop_frame(&mut self, port: usize, slot: u32, reason: DropReason) {
+        self.paths[port].drops[reason as usize] += 1;
+        match reason {
+            DropReason::Truncated => self.stats.drop_truncated += 1,
+            DropReason::Response => self.stats.drop_response += 1,
+            DropReason::NotOurs => self.stats.drop_not_ours += 1,
+            DropReason::Masked => self.stats.drop_masked += 1,
+            DropReason::Malformed => self.stats.drop_malformed += 1,
+            DropReason::Ambiguous => self.stats.drop_ambiguous += 1,
+        }
+        self.release(slot);
+    }
+
+    /// Counts an AoE error reply with `code` for target `t`.
+    fn count_aoe_error(&mut self, t: u16, code: u8) {
+        count_aoe_error(&mut self.stats, &mut self.luns[t as usize], code);
+    }
+
+    /// Counts an ATA error reply (`bits` = the ATA error register) for target `t`.
+    fn count_ata_error(&mut self, t: usize, bits: u8) {
+        count_ata_error(&mut self.stats, &mut self.luns[t], bits);
+    }
+
+    /// Records the latency of the I/O reply in `slot`, sent at `now`.
+    fn record_latency(&mut self, slot: u32, now: u64) {
+        let s = self.slots[slot as usize];
+        let Some(lun) = self.luns.get_mut(s.target as usize) else {
+            return;
+        };
+        let ns = now.saturating_sub(s.arrived);
+        match s.op {
+            Op::Read => lun.read_latency.record(ns),
+            Op::Write => lun.write_latency.record(ns),
+            Op::Flush => lun.flush_latency.record(ns),
+            Op::Idle => {}
+        }
     }
 
     /// Sets how long the worker watches its rings before sleeping (zero: never).
@@ -293,6 +354,7 @@ impl Worker {
     }
 
     fn push_sqe(&mut self, sqe: squeue::Entry) {
+        self.submissions += 1;
         // The ring has an entry for every slot plus the polls, so it cannot be full; if the
         // kernel has not consumed entries yet, submitting makes room.
         // SAFETY: every buffer an entry points at is a slab slot owned by that in-flight
@@ -495,6 +557,7 @@ impl Worker {
                 self.free.push(ids[i]);
             }
             if got > 0 {
+                self.batch_time = monotonic_ns();
                 let path = &mut self.paths[port];
                 path.rx_batches += 1;
                 path.rx_frames += got as u64;
@@ -553,6 +616,7 @@ impl Worker {
                         }
                         if sent < n {
                             self.stats.tx_errors += (n - sent) as u64;
+                            self.paths[port].tx_errors += (n - sent) as u64;
                             tracing::debug!(
                                 port = self.ports[port].io.name(),
                                 failed = n - sent,
@@ -562,13 +626,16 @@ impl Worker {
                     }
                     Err(e) => {
                         self.stats.tx_errors += n as u64;
+                        self.paths[port].tx_errors += n as u64;
                         tracing::warn!(port = self.ports[port].io.name(), error = %e, "send failed");
                     }
                 }
                 start += n;
             }
+            let now = monotonic_ns();
             for i in 0..self.tx[port].len() {
                 let slot = self.tx[port][i].0;
+                self.record_latency(slot, now);
                 self.release(slot);
             }
             self.tx[port].clear();
@@ -581,24 +648,20 @@ impl Worker {
         let frame = self.slab.frame(slot as usize);
         let len = len.min(frame.len());
         let Ok(view) = AoeFrame::new_checked(&frame[..len]) else {
-            self.stats.drop_truncated += 1;
-            return self.release(slot);
+            return self.drop_frame(port, slot, DropReason::Truncated);
         };
         let Ok(req) = AoeHeaderRepr::parse(&view) else {
-            self.stats.drop_truncated += 1;
-            return self.release(slot);
+            return self.drop_frame(port, slot, DropReason::Truncated);
         };
         if req.response || req.src == port_mac {
-            self.stats.drop_response += 1;
-            return self.release(slot);
+            return self.drop_frame(port, slot, DropReason::Response);
         }
         // A port in promiscuous mode also hands us frames addressed to other hosts (or to our
         // other ports): serving those would run one write twice. Group source MACs are bogus.
         let addressed = req.dst == port_mac || req.dst.is_multicast();
         if !addressed || req.src.is_multicast() || (req.shelf != self.shelf && req.shelf != 0xFFFF)
         {
-            self.stats.drop_not_ours += 1;
-            return self.release(slot);
+            return self.drop_frame(port, slot, DropReason::NotOurs);
         }
         if req.slot == 0xFF {
             // Discovery: every LUN answers a wildcard config read/test/prefix. Anything that
@@ -617,16 +680,12 @@ impl Worker {
                 return self.wildcard_config(port, slot, len, &req);
             }
             if self.targets.len() != 1 {
-                self.stats.drop_ambiguous += 1;
-                return self.release(slot);
+                return self.drop_frame(port, slot, DropReason::Ambiguous);
             }
             self.handle_for(port, slot, len, &req, 0)
         } else {
             match self.by_slot[req.slot as usize] {
-                NO_TARGET => {
-                    self.stats.drop_not_ours += 1;
-                    self.release(slot)
-                }
+                NO_TARGET => self.drop_frame(port, slot, DropReason::NotOurs),
                 t => self.handle_for(port, slot, len, &req, t),
             }
         }
@@ -672,8 +731,7 @@ impl Worker {
         let port_mac = self.ports[port].io.mac();
         let access = target.state.access();
         if !access.admits(req.src) {
-            self.stats.drop_masked += 1;
-            self.release(slot);
+            self.drop_frame(port, slot, DropReason::Masked);
             return false;
         }
         let frame = self.slab.frame(slot as usize);
@@ -686,7 +744,7 @@ impl Worker {
                 target.slot,
                 AoeErrorCode::UnsupportedVersion as u8,
             );
-            self.stats.aoe_errors += 1;
+            self.count_aoe_error(t, AoeErrorCode::UnsupportedVersion as u8);
             self.send(port, slot, n);
             return true;
         }
@@ -696,11 +754,24 @@ impl Worker {
             AoeCommand::Ata => {
                 return self.ata(port, slot, len, req, t, access.reserved_against(req.src))
             }
-            AoeCommand::QueryConfig => reply::config(frame, len, req, port_mac, &target, sectors),
-            AoeCommand::MacMask => reply::mask(frame, len, req, port_mac, &target, max_frame),
-            AoeCommand::Reserve => reply::reserve(frame, len, req, port_mac, &target, max_frame),
+            AoeCommand::QueryConfig => {
+                self.luns[t as usize].config_commands += 1;
+                reply::config(frame, len, req, port_mac, &target, sectors)
+            }
+            AoeCommand::MacMask => {
+                self.luns[t as usize].mask_commands += 1;
+                reply::mask(frame, len, req, port_mac, &target, max_frame)
+            }
+            AoeCommand::Reserve => {
+                self.luns[t as usize].reserve_commands += 1;
+                reply::reserve(frame, len, req, port_mac, &target, max_frame)
+            }
             AoeCommand::Other(_) => {
-                self.stats.aoe_errors += 1;
+                count_aoe_error(
+                    &mut self.stats,
+                    &mut self.luns[t as usize],
+                    AoeErrorCode::BadCommand as u8,
+                );
                 Ok(Some(reply::aoe_error(
                     frame,
                     req,
@@ -713,8 +784,12 @@ impl Worker {
         };
         match result {
             Ok(Some(n)) => {
-                if frame[14] & 0x04 != 0 {
-                    self.stats.aoe_errors += 1;
+                if req.command != AoeCommand::Ata
+                    && !matches!(req.command, AoeCommand::Other(_))
+                    && frame[14] & 0x04 != 0
+                {
+                    let code = frame[15];
+                    self.count_aoe_error(t, code);
                 }
                 self.send(port, slot, n);
                 true
@@ -726,8 +801,7 @@ impl Worker {
             }
             Err(why) => {
                 tracing::debug!(src = %req.src, why, "dropped malformed frame");
-                self.stats.drop_malformed += 1;
-                self.release(slot);
+                self.drop_frame(port, slot, DropReason::Malformed);
                 false
             }
         }
@@ -746,13 +820,11 @@ impl Worker {
         let port_mac = self.ports[port].io.mac();
         let frame = self.slab.frame(slot as usize);
         let Ok(packet) = AtaPacket::new_checked(&frame[AOE_HEADER_LEN..len]) else {
-            self.stats.drop_truncated += 1;
-            self.release(slot);
+            self.drop_frame(port, slot, DropReason::Truncated);
             return false;
         };
         let Ok(repr) = AtaRepr::parse(&packet) else {
-            self.stats.drop_truncated += 1;
-            self.release(slot);
+            self.drop_frame(port, slot, DropReason::Truncated);
             return false;
         };
         let payload = len - ATA_DATA_OFFSET;
@@ -764,7 +836,11 @@ impl Worker {
             target.read_only,
         );
         if reserved && decoded != Ok(AtaCommand::Identify) {
-            self.stats.aoe_errors += 1;
+            count_aoe_error(
+                &mut self.stats,
+                &mut self.luns[t as usize],
+                AoeErrorCode::TargetReserved as u8,
+            );
             let n = reply::aoe_error(
                 frame,
                 req,
@@ -778,7 +854,11 @@ impl Worker {
         }
         let n = match decoded {
             Err(rejection) => {
-                self.stats.ata_errors += 1;
+                count_ata_error(
+                    &mut self.stats,
+                    &mut self.luns[t as usize],
+                    rejection.error_bits(),
+                );
                 tracing::debug!(src = %req.src, ?rejection, "ATA request refused");
                 reply::ata(
                     frame,
@@ -813,6 +893,7 @@ impl Worker {
             op,
             lba,
             count,
+            arrived: self.batch_time,
             ..SlotState::default()
         };
         if op == Op::Write
@@ -833,6 +914,7 @@ impl Worker {
     }
 
     fn submit(&mut self, slot: u32) {
+        self.slots[slot as usize].submitted = monotonic_ns();
         let s = self.slots[slot as usize];
         if self.is_raid(s.target) {
             return self.raid_submit(slot);
@@ -922,19 +1004,26 @@ impl Worker {
         let s = self.slots[slot as usize];
         let (outcome, data_len) = match (success, s.op) {
             (false, _) => {
-                self.stats.ata_errors += 1;
+                self.count_ata_error(s.target as usize, ERROR_UNC);
                 (AtaOutcome::failed(ERROR_UNC), 0)
             }
             (true, Op::Read) => {
                 self.stats.reads += 1;
+                let lun = &mut self.luns[s.target as usize];
+                lun.reads += 1;
+                lun.read_bytes += s.count as u64 * SECTOR_SIZE as u64;
                 (AtaOutcome::OK, s.count as usize * SECTOR_SIZE)
             }
             (true, Op::Write) => {
                 self.stats.writes += 1;
+                let lun = &mut self.luns[s.target as usize];
+                lun.writes += 1;
+                lun.written_bytes += s.count as u64 * SECTOR_SIZE as u64;
                 (AtaOutcome::OK, 0)
             }
             (true, _) => {
                 self.stats.flushes += 1;
+                self.luns[s.target as usize].flushes += 1;
                 (AtaOutcome::OK, 0)
             }
         };
@@ -951,4 +1040,23 @@ impl Worker {
         let n = reply::ata(frame, &req, port_mac, &target, outcome, data_len);
         self.send(port, slot, n);
     }
+}
+
+/// Counts an AoE error reply with `code` (split from `Worker` so a frame may stay borrowed).
+fn count_aoe_error(stats: &mut WorkerStats, lun: &mut LunCounters, code: u8) {
+    stats.aoe_errors += 1;
+    if let Some(n) = lun.aoe_errors.get_mut(code as usize) {
+        *n += 1;
+    }
+}
+
+/// Counts an ATA error reply (`bits` = the ATA error register).
+fn count_ata_error(stats: &mut WorkerStats, lun: &mut LunCounters, bits: u8) {
+    stats.ata_errors += 1;
+    let kind = match bits {
+        ata::ERROR_IDNF => 1,
+        ERROR_UNC => 2,
+        _ => 0,
+    };
+    lun.ata_errors[kind] += 1;
 }

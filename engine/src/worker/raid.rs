@@ -263,6 +263,9 @@ impl Worker {
         {
             let role = &mut array.roles[m];
             role.in_flight = role.in_flight.saturating_sub(1);
+            role.counters
+                .latency
+                .record(crate::metrics::monotonic_ns().saturating_sub(s.submitted));
             if ok {
                 role.counters.ios += 1;
                 role.counters.bytes += result.max(0) as u64;

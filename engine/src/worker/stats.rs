@@ -82,6 +82,10 @@ pub struct PathStats {
     pub rx_batches: u64,
     /// Largest receive batch.
     pub rx_batch_max: u64,
+    /// Replies that could not be sent.
+    pub tx_errors: u64,
+    /// Frames dropped, by [`crate::metrics::snapshot::DROP_REASONS`].
+    pub drops: [u64; 6],
 }
 
 impl fmt::Display for PathStats {

@@ -59,6 +59,8 @@ pub struct MemberCounters {
     pub write_errors: u64,
     /// Read errors repaired by rewriting the region from the other copy.
     pub corrected: u64,
+    /// Submission to completion of member I/O for client requests.
+    pub latency: crate::metrics::LatencyHistogram,
 }
 
 /// One role of the array.
