@@ -38,6 +38,16 @@ impl std::str::FromStr for PortMode {
     }
 }
 
+impl std::fmt::Display for PortMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PortMode::Auto => "auto",
+            PortMode::Xdp => "xdp",
+            PortMode::Packet => "packet",
+        })
+    }
+}
+
 /// When a write is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

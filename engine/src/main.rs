@@ -43,7 +43,9 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Run one admin command on a running shelf (`ethershelf ctl show`, `ctl help` lists them).
+    /// Run one console command on a running shelf, e.g. `ethershelf ctl list -l`
+    /// (`ethershelf ctl help` lists them). Destructive commands (make, offline, remove,
+    /// eject) ask for confirmation unless -f is given. Exit status 1 when the shelf refuses.
     Ctl {
         /// The shelf's configuration file (to find its admin socket).
         #[arg(short, long, value_name = "FILE")]
@@ -51,9 +53,24 @@ enum Command {
         /// The admin socket (default: the configuration's, else /run/ethershelf/admin.sock).
         #[arg(short, long, value_name = "PATH")]
         socket: Option<PathBuf>,
-        /// The command and its arguments, e.g. `show`, `when`, `fail 0.2`, `replace 0.2 5`.
-        #[arg(required = true, trailing_var_arg = true)]
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+        /// Print the answer as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+        /// The command and its arguments, e.g. `list -l`, `when`, `make 3 raid10 7.0-3`.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+    /// Open the interactive shelf console (history, completion; prompt `ethershelf shelf N> `).
+    Console {
+        /// The shelf's configuration file (to find its admin socket).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The admin socket (default: the configuration's, else /run/ethershelf/admin.sock).
+        #[arg(short, long, value_name = "PATH")]
+        socket: Option<PathBuf>,
     },
     /// Export one file like vblade: `ethershelf export [-r] SHELF SLOT IFACE FILE`.
     Export {
@@ -96,6 +113,18 @@ fn init_logging() {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// An error already explained on stdout: exit 1 without another message.
+const QUIET_FAILURE: &str = "\u{0}quiet";
+
+/// The admin socket: given, else the configuration's, else the default.
+fn admin_socket(socket: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, String> {
+    Ok(match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => load(&c)?.admin_socket,
+        (None, None) => PathBuf::from(ethershelf_config::DEFAULT_ADMIN_SOCKET),
+    })
 }
 
 fn load(path: &std::path::Path) -> Result<Config, String> {
@@ -147,20 +176,38 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Ctl {
             config,
             socket,
-            command,
+            force,
+            json,
+            mut command,
         } => {
-            let path = match (socket, config) {
-                (Some(s), _) => s,
-                (None, Some(c)) => load(&c)?.admin_socket,
-                (None, None) => PathBuf::from(ethershelf_config::DEFAULT_ADMIN_SOCKET),
-            };
-            let answer =
-                ethershelf::admin::request(&path, &command.join(" ")).map_err(|e| e.to_string())?;
-            print!("{answer}");
-            if answer.starts_with("error:") {
-                return Err("the shelf refused the command".into());
+            let path = admin_socket(socket, config)?;
+            if force {
+                command.push("-f".into());
+            }
+            if json {
+                command.push("--json".into());
+            }
+            let outcome = ethershelf::admin::client::run(&path, &command, |question| {
+                use std::io::{BufRead, IsTerminal, Write};
+                if !std::io::stdin().is_terminal() {
+                    eprintln!("ethershelf: '{}' needs confirmation: add -f (no terminal to ask on)", command.join(" "));
+                    return false;
+                }
+                eprint!("{question}");
+                let _ = std::io::stderr().flush();
+                let mut answer = String::new();
+                let _ = std::io::stdin().lock().read_line(&mut answer);
+                matches!(answer.trim(), "y" | "Y" | "yes")
+            })?;
+            print!("{}", outcome.output);
+            if outcome.failed {
+                return Err(QUIET_FAILURE.into());
             }
             Ok(())
+        }
+        Command::Console { config, socket } => {
+            let path = admin_socket(socket, config)?;
+            ethershelf::admin::console::run(&path)
         }
         Command::Export {
             read_only,
@@ -227,6 +274,7 @@ fn main() -> ExitCode {
     init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e == QUIET_FAILURE => ExitCode::FAILURE,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("ethershelf: error: {e}");

@@ -1,13 +1,14 @@
 //! Building a running shelf from a validated configuration: open the LUNs and ports, log
 //! what was opened, announce, serve until SIGINT/SIGTERM, drain, report.
 
-use crate::lun::LunState;
+use crate::lun::{Book, LunState};
 use crate::net::open_port;
 use crate::store::raid10::{Array, MemberDisk, Metadata};
 use crate::store::{Backing, BackingOptions};
 use crate::wire::max_sectors_for_mtu;
 use crate::admin::WorkerLink;
 use crate::worker::admin::{AdminLink, AdminRequest};
+use crate::worker::console::ShelfBook;
 use crate::worker::{RaidSetup, Target, Worker, WorkerPort};
 use ethershelf_config::{Backend, Config, MetricsListen, WriteCache, DEFAULT_METRICS_LISTEN};
 use std::os::fd::AsRawFd;
@@ -76,9 +77,12 @@ pub enum ShelfError {
     /// The worker.
     #[error("worker: {0}")]
     Worker(std::io::Error),
-    /// Nothing to serve.
-    #[error("no LUNs configured: add at least one under 'luns:'")]
+    /// Nothing to check.
+    #[error("no LUNs configured: add at least one under 'luns:' (or make them from the console)")]
     NoLuns,
+    /// The console's LUN book in state_dir.
+    #[error("LUN book: {0}")]
+    Book(String),
 }
 
 /// A short id of this machine for IDENTIFY serial numbers (first 8 hex digits of
@@ -108,9 +112,6 @@ pub struct OpenedLuns {
 /// Opens every LUN of `config`: file LUNs, then RAID-10 arrays (assembled, or created on
 /// blank disks), with the shelf's hot spares.
 pub fn open_luns(config: &Config) -> Result<OpenedLuns, ShelfError> {
-    if config.luns.is_empty() {
-        return Err(ShelfError::NoLuns);
-    }
     let host = host_id();
     let mut spares = Vec::new();
     for &i in &config.spares {
@@ -318,6 +319,22 @@ pub fn open_ports(config: &Config) -> Result<Vec<WorkerPort>, ShelfError> {
     Ok(ports)
 }
 
+/// The configuration in effect: the YAML, with the console's LUN book (if the console ever
+/// changed anything) replacing its `luns:` and `spares:`. Returns it with the book.
+pub fn effective_config(config: &Config) -> Result<(Config, Book), ShelfError> {
+    let path = Book::path(config);
+    match Book::load(&path).map_err(|e| ShelfError::Book(e.to_string()))? {
+        Some(book) => {
+            let effective = book
+                .apply(config)
+                .map_err(|e| ShelfError::Book(format!("{}: {e}", path.display())))?;
+            tracing::info!(book = %path.display(), luns = book.luns.len(), spares = ?book.spares, "console changes saved in the LUN book replace the YAML's luns and spares");
+            Ok((effective, book))
+        }
+        None => Ok((config.clone(), Book::from_config(config))),
+    }
+}
+
 /// How long a scrape waits for the worker's counters.
 const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -368,9 +385,20 @@ pub fn serve(config: &Config) -> Result<(), ShelfError> {
             None
         }
     };
+    let (effective, book) = effective_config(config)?;
+    let config = &effective;
+    if config.luns.is_empty() {
+        tracing::warn!("no LUNs yet: make them from the console (ethershelf console)");
+    }
     let ports = open_ports(config)?;
     let opened = open_luns(config)?;
-    let targets = Arc::new(opened.targets);
+    let targets = opened.targets;
+    let shelf_book = ShelfBook {
+        records: book.luns.into_iter().map(Some).collect(),
+        path: Book::path(config),
+        config: config.clone(),
+        host: host_id(),
+    };
     let (req_tx, req_rx) = std::sync::mpsc::sync_channel(16);
     let (wake_rx, wake_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
     let link = WorkerLink::new(req_tx, wake_tx);
@@ -403,6 +431,7 @@ pub fn serve(config: &Config) -> Result<(), ShelfError> {
             requests: req_rx,
             wake: wake_rx,
         }),
+        shelf_book,
     )
     .map_err(ShelfError::Worker)?;
     worker.set_cpu(pinned);

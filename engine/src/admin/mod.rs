@@ -1,6 +1,9 @@
 //! The admin socket: a Unix stream socket (mode 0600, root only) that takes one command line
 //! per connection and answers with text. The worker runs the commands between batches; this
-//! module only moves lines. `ethershelf ctl` is its client.
+//! module only moves lines. `ethershelf ctl` and `ethershelf console` are its clients.
+
+pub mod client;
+pub mod console;
 
 use crate::worker::admin::AdminRequest;
 use std::io::{BufRead, BufReader, Read, Write};

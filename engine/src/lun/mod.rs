@@ -5,9 +5,11 @@
 //! commands that change state take a lock and persist before the reply is sent.
 
 mod persist;
+mod registry;
 mod state;
 
-pub use persist::{PersistError, StateFile};
+pub use persist::{write_atomic, PersistError, StateFile};
+pub use registry::{Book, LunKind, LunRecord, BOOK_FILE};
 pub use state::{AccessLists, ConfigOutcome, LunState, MaskOutcome, ReserveOutcome, MASK_LIST_MAX};
 
 #[cfg(test)]

@@ -80,20 +80,28 @@ impl StateFile {
 
     /// Replaces the state at `path` atomically and durably.
     pub fn store(&self, path: &Path) -> Result<(), PersistError> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let tmp = path.with_extension("tmp");
         let body = serde_json::to_vec_pretty(self).map_err(|e| PersistError::Corrupt {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        write_atomic(path, &body)
+    }
+}
+
+/// Replaces the file at `path` with `body` atomically and durably: temporary file, fsync,
+/// rename, fsync of the directory.
+pub fn write_atomic(path: &Path, body: &[u8]) -> Result<(), PersistError> {
+    {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let tmp = path.with_extension("tmp");
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)
             .map_err(io_err(&tmp))?;
-        f.write_all(&body).map_err(io_err(&tmp))?;
+        f.write_all(body).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
         fs::rename(&tmp, path).map_err(io_err(path))?;

@@ -101,6 +101,40 @@ impl LunState {
         })
     }
 
+    /// The state of a LUN that no longer exists: empty, never persisted (nothing reaches it).
+    pub fn detached() -> LunState {
+        LunState {
+            inner: Mutex::new(StateFile::default()),
+            access: ArcSwap::from_pointee(AccessLists::default()),
+            path: PathBuf::new(),
+        }
+    }
+
+    /// Where the state persists.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Console edit of the mask list: adds `add`, removes `remove`, persists; returns the new
+    /// list. Refused (state unchanged) if the list would exceed [`MASK_LIST_MAX`].
+    pub fn edit_mask(&self, add: &[MacAddr], remove: &[MacAddr]) -> Result<Vec<MacAddr>, String> {
+        let mut state = self.inner.lock();
+        let mut change = state.clone();
+        change.mask.retain(|m| !remove.iter().any(|r| r.0 == *m));
+        for a in add {
+            if !change.mask.contains(&a.0) {
+                change.mask.push(a.0);
+            }
+        }
+        if change.mask.len() > MASK_LIST_MAX {
+            return Err(format!(
+                "a mask list holds at most {MASK_LIST_MAX} addresses"
+            ));
+        }
+        self.commit(&mut state, change).map_err(|e| e.to_string())?;
+        Ok(to_macs(&state.mask))
+    }
+
     /// The lists for per-frame checks; lock-free.
     pub fn access(&self) -> arc_swap::Guard<Arc<AccessLists>> {
         self.access.load()

@@ -34,6 +34,7 @@ pub const BUCKETS: usize = BOUNDS_NS.len() + 1;
 pub struct LatencyHistogram {
     counts: [u64; BUCKETS],
     sum_ns: u64,
+    max_ns: u64,
 }
 
 impl LatencyHistogram {
@@ -42,6 +43,20 @@ impl LatencyHistogram {
         let bucket = BOUNDS_NS.partition_point(|&bound| bound < ns);
         self.counts[bucket] += 1;
         self.sum_ns = self.sum_ns.wrapping_add(ns);
+        self.max_ns = self.max_ns.max(ns);
+    }
+
+    /// The longest observation, in seconds.
+    pub fn max_seconds(&self) -> f64 {
+        self.max_ns as f64 / 1e9
+    }
+
+    /// Mean observation in seconds (0 when empty).
+    pub fn mean_seconds(&self) -> f64 {
+        match self.count() {
+            0 => 0.0,
+            n => self.sum_seconds() / n as f64,
+        }
     }
 
     /// Observations so far.
@@ -71,6 +86,7 @@ impl LatencyHistogram {
             *a += b;
         }
         self.sum_ns = self.sum_ns.wrapping_add(other.sum_ns);
+        self.max_ns = self.max_ns.max(other.max_ns);
     }
 }
 

@@ -281,13 +281,15 @@ fn histograms(out: &mut String, snap: &Snapshot) {
         "# HELP {name} Member disk I/O submission to completion (client requests)\n# TYPE {name} histogram"
     );
     for m in &snap.members {
-        let labels = format!(
-            "lun=\"{}\",role=\"{}\",disk=\"{}\"",
-            escape(&m.lun),
-            m.role,
-            escape(&m.disk)
-        );
-        series(out, name, &labels, &m.latency);
+        for (op, h) in [("read", &m.read_latency), ("write", &m.write_latency)] {
+            let labels = format!(
+                "lun=\"{}\",role=\"{}\",disk=\"{}\",op=\"{op}\"",
+                escape(&m.lun),
+                m.role,
+                escape(&m.disk)
+            );
+            series(out, name, &labels, h);
+        }
     }
 }
 

@@ -134,8 +134,10 @@ pub struct MemberSample {
     pub corrected: u64,
     /// In flight now.
     pub in_flight: u32,
-    /// Submission to completion of member I/O for client requests.
-    pub latency: LatencyHistogram,
+    /// Submission to completion of member reads for client requests.
+    pub read_latency: LatencyHistogram,
+    /// Same, writes and flushes.
+    pub write_latency: LatencyHistogram,
 }
 
 /// One array's state and background job.

@@ -1,7 +1,9 @@
 //! Admin commands as the worker runs them: the admin socket thread hands over one line and
 //! a reply channel; the worker answers between batches (never on the frame path).
 
+use super::console::Answer;
 use super::Worker;
+use serde_json::json;
 use crate::metrics::snapshot::{ArraySample, LunSample, MemberSample, PathSample, WorkerSample};
 use crate::metrics::Snapshot;
 use crate::store::raid10::{Fault, MemberDisk, RoleState, SyncJob, SyncKind};
@@ -41,21 +43,7 @@ impl AdminLink {
     }
 }
 
-/// Commands the worker understands.
-pub const HELP: &str = "\
-commands:
-  show                      LUNs, arrays and their member disks with states and counters
-  when                      progress of rebuilds, resyncs and scrubs (percent, rate, time left)
-  spares                    the shelf's hot spares
-  fail LUN.ROLE             fail a member (e.g. fail 0.2); a spare takes its place if there is one
-  replace LUN.ROLE DISK     rebuild a failed or missing member onto DISK: a hot spare, or the
-                            failed disk's own slot after a new disk was put at its path
-  scrub LUN [repair]        compare both copies of every chunk; with repair, fix differences
-  inject LUN.ROLE read|write|all|off
-                            make a member's I/O fail with EIO (fault drill, like rdfail)
-  help                      this text";
-
-fn human_bytes(b: f64) -> String {
+pub(super) fn human_bytes(b: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b;
     let mut u = 0;
@@ -66,7 +54,7 @@ fn human_bytes(b: f64) -> String {
     format!("{v:.1} {}", units[u])
 }
 
-fn parse_role(arg: &str) -> Option<(u8, usize)> {
+pub(super) fn parse_role(arg: &str) -> Option<(u8, usize)> {
     let parts: Vec<&str> = arg.split('.').collect();
     match parts.as_slice() {
         [lun, role] | [lun, "0", role] => Some((lun.parse().ok()?, role.parse().ok()?)),
@@ -102,13 +90,6 @@ impl Worker {
         }
     }
 
-    fn target_of(&self, slot: u8) -> Result<usize, String> {
-        self.targets
-            .iter()
-            .position(|t| t.slot == slot)
-            .ok_or_else(|| format!("error: no LUN {slot} on this shelf"))
-    }
-
     fn array_of(&self, slot: u8) -> Result<usize, String> {
         let t = self.target_of(slot)?;
         if self.arrays[t].is_none() {
@@ -119,31 +100,19 @@ impl Worker {
         Ok(t)
     }
 
-    fn admin_command(&mut self, line: &str) -> String {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let result = match words.as_slice() {
-            [] | ["help"] => Ok(HELP.to_string()),
-            ["show"] | ["show", "-l"] | ["list"] | ["list", "-l"] => Ok(self.show()),
-            ["when"] => Ok(self.when()),
-            ["spares"] => Ok(self.show_spares()),
-            ["fail", who] => self.cmd_fail(who),
-            ["replace", who, disk] => self.cmd_replace(who, disk),
-            ["scrub", lun] => self.cmd_scrub(lun, false),
-            ["scrub", lun, "repair"] => self.cmd_scrub(lun, true),
-            ["inject", who, what] => self.cmd_inject(who, what),
-            _ => Err(format!("error: unknown command '{line}'\n{HELP}")),
-        };
-        match result {
-            Ok(s) | Err(s) => s,
-        }
-    }
-
-    fn show(&self) -> String {
+    /// `status`: LUNs, arrays and members with states and counters.
+    pub(super) fn status(&self) -> Answer {
         let mut out = String::new();
+        let mut luns = Vec::new();
         let _ = writeln!(out, "{:<8} {:<10} {:>12}  STATE", "LUN", "TYPE", "SIZE");
-        for (t, target) in self.targets.iter().enumerate() {
+        for t in self.existing() {
+            let target = &self.targets[t];
+            let online = self.book.is_online(t);
             let name = format!("{}.{}", target.shelf, target.slot);
             let size = human_bytes((target.sectors * 512) as f64);
+            let c = &self.luns[t];
+            let kind = self.book.record(t).map_or("file", |r| r.kind.name());
+            let presence = if online { "online" } else { "offline" };
             match &self.arrays[t] {
                 None => {
                     let path = target
@@ -151,17 +120,23 @@ impl Worker {
                         .as_ref()
                         .map(|b| b.path().display().to_string())
                         .unwrap_or_default();
-                    let _ = writeln!(out, "{name:<8} {:<10} {size:>12}  normal  {path}", "file");
+                    let _ = writeln!(
+                        out,
+                        "{name:<8} {kind:<10} {size:>12}  normal {presence}  {path}"
+                    );
+                    luns.push(json!({"lun": name, "type": kind, "bytes": target.sectors * 512,
+                        "state": "normal", "online": online, "path": path,
+                        "reads": c.reads, "writes": c.writes}));
                 }
                 Some(a) => {
                     let _ = writeln!(
                         out,
-                        "{name:<8} {:<10} {size:>12}  {}  ({} members, chunk {})",
-                        "raid10",
+                        "{name:<8} {kind:<10} {size:>12}  {} {presence}  ({} members, chunk {})",
                         a.state(),
                         a.roles.len(),
                         human_bytes((a.layout().chunk_sectors() * 512) as f64)
                     );
+                    let mut members = Vec::new();
                     for (r, role) in a.roles.iter().enumerate() {
                         let (disk, path) =
                             role.dev
@@ -189,45 +164,60 @@ impl Worker {
                             c.write_errors,
                             c.corrected
                         );
+                        members.push(json!({"member": format!("{}.0.{r}", target.slot), "disk": disk,
+                            "state": role.state.to_string(), "ios": c.ios, "bytes": c.bytes,
+                            "read_errors": c.read_errors, "write_errors": c.write_errors,
+                            "corrected": c.corrected, "path": path}));
                     }
-                    if let Some((compared, mismatches, repair)) = a.last_scrub {
+                    let scrub = a.last_scrub.map(|(compared, mismatches, repair)| {
                         let _ = writeln!(
                             out,
                             "  last scrub: {compared} pieces compared, {mismatches} mismatches{}",
                             if repair { " (repaired)" } else { "" }
                         );
-                    }
+                        json!({"compared": compared, "mismatches": mismatches, "repaired": repair})
+                    });
+                    luns.push(json!({"lun": name, "type": kind, "bytes": target.sectors * 512,
+                        "state": a.state(), "online": online, "members": members,
+                        "chunk": a.layout().chunk_sectors() * 512, "last_scrub": scrub,
+                        "reads": c.reads, "writes": c.writes}));
                 }
             }
         }
-        out
+        Answer {
+            text: out,
+            json: json!({ "luns": luns }),
+        }
     }
 
-    fn when(&self) -> String {
+    /// `when`: progress of rebuilds, resyncs and scrubs.
+    pub(super) fn when(&self) -> Answer {
         let mut out = String::new();
-        for (t, target) in self.targets.iter().enumerate() {
+        let mut jobs = Vec::new();
+        for t in self.existing() {
             let Some(a) = &self.arrays[t] else { continue };
-            let name = format!("{}.{}", target.shelf, target.slot);
+            let target = &self.targets[t];
+            let element = format!("{}.0", target.slot);
             match &a.sync {
                 Some(j) => {
-                    let eta = j
-                        .eta()
-                        .map(|d| {
-                            let s = d.as_secs();
-                            format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-                        })
-                        .unwrap_or_else(|| "?".into());
+                    let eta_secs = j.eta().map(|d| d.as_secs());
+                    let eta = eta_secs
+                        .map(|s| format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60))
+                        .unwrap_or_else(|| "?:??:??".into());
                     let _ = writeln!(
                         out,
-                        "{name} {} {:.1}% {}/s eta {eta} ({} done)",
+                        "{element} {} {:.2}% {:.0} KBps {eta} left",
                         j.kind,
                         j.percent(),
-                        human_bytes(j.rate()),
-                        human_bytes(j.bytes as f64)
+                        j.rate() / 1000.0,
                     );
+                    jobs.push(json!({"element": element, "kind": j.kind.to_string(),
+                        "percent": j.percent(), "bytes_per_second": j.rate(),
+                        "seconds_left": eta_secs, "bytes_done": j.bytes}));
                 }
                 None if a.resync_owed => {
-                    let _ = writeln!(out, "{name} resync pending");
+                    let _ = writeln!(out, "{element} resync pending");
+                    jobs.push(json!({"element": element, "kind": "resync", "pending": true}));
                 }
                 None => {}
             }
@@ -235,20 +225,28 @@ impl Worker {
         if out.is_empty() {
             out.push_str("no rebuild, resync or scrub running\n");
         }
-        out
+        Answer {
+            text: out,
+            json: json!({ "jobs": jobs }),
+        }
     }
 
-    fn show_spares(&self) -> String {
+    /// `spares`: hot spares, then failed disks taken out of arrays.
+    pub(super) fn show_spares(&self) -> Answer {
         let shelf = self.shelf;
         let mut out = String::new();
+        let mut spares = Vec::new();
+        let mut failed = Vec::new();
         for d in &self.spares {
             let _ = writeln!(
                 out,
-                "{shelf}.{}  {}  {}",
+                "{shelf}.{}  {:.3}GB  {}",
                 d.disk,
-                human_bytes((d.sectors() * 512) as f64),
+                (d.sectors() * 512) as f64 / 1e9,
                 d.path().display()
             );
+            spares.push(json!({"disk": format!("{shelf}.{}", d.disk), "bytes": d.sectors() * 512,
+                "path": d.path().display().to_string()}));
         }
         for d in &self.failed_disks {
             let _ = writeln!(
@@ -257,14 +255,19 @@ impl Worker {
                 d.disk,
                 d.path().display()
             );
+            failed.push(json!({"disk": format!("{shelf}.{}", d.disk),
+                "path": d.path().display().to_string()}));
         }
         if out.is_empty() {
             out.push_str("no spares\n");
         }
-        out
+        Answer {
+            text: out,
+            json: json!({ "spares": spares, "failed": failed }),
+        }
     }
 
-    fn cmd_fail(&mut self, who: &str) -> Result<String, String> {
+    pub(super) fn cmd_fail(&mut self, who: &str) -> Result<String, String> {
         let (slot, r) =
             parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
         let t = self.array_of(slot)?;
@@ -292,7 +295,7 @@ impl Worker {
         ))
     }
 
-    fn cmd_replace(&mut self, who: &str, disk: &str) -> Result<String, String> {
+    pub(super) fn cmd_replace(&mut self, who: &str, disk: &str) -> Result<String, String> {
         let (slot, r) =
             parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
         let disk: usize = disk
@@ -350,7 +353,7 @@ impl Worker {
         Ok(format!("disk {disk} replaces {who}; rebuild started\n"))
     }
 
-    fn cmd_scrub(&mut self, lun: &str, repair: bool) -> Result<String, String> {
+    pub(super) fn cmd_scrub(&mut self, lun: &str, repair: bool) -> Result<String, String> {
         let slot: u8 = lun
             .parse()
             .map_err(|_| format!("error: '{lun}' is not a LUN number"))?;
@@ -367,7 +370,7 @@ impl Worker {
         ))
     }
 
-    fn cmd_inject(&mut self, who: &str, what: &str) -> Result<String, String> {
+    pub(super) fn cmd_inject(&mut self, who: &str, what: &str) -> Result<String, String> {
         let (slot, r) =
             parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
         let fault = match what {
@@ -411,7 +414,8 @@ impl Worker {
         let mut luns = Vec::new();
         let mut members = Vec::new();
         let mut arrays = Vec::new();
-        for (t, target) in self.targets.iter().enumerate() {
+        for t in self.existing() {
+            let target = &self.targets[t];
             let lun = format!("{}.{}", target.shelf, target.slot);
             luns.push(LunSample {
                 lun: lun.clone(),
@@ -435,7 +439,8 @@ impl Worker {
                     write_errors: role.counters.write_errors,
                     corrected: role.counters.corrected,
                     in_flight: role.in_flight,
-                    latency: role.counters.latency,
+                    read_latency: role.counters.read_latency,
+                    write_latency: role.counters.write_latency,
                 });
             }
             arrays.push(ArraySample {

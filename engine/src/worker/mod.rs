@@ -6,8 +6,11 @@
 //! the frame path allocates or takes a lock (LUN access lists are read through `ArcSwap`).
 
 pub mod admin;
+pub mod console;
 mod ordering;
 mod raid;
+mod reconfig;
+mod report;
 pub mod reply;
 mod slab;
 mod stats;
@@ -94,8 +97,14 @@ pub struct WorkerPort {
 /// One worker: ports, targets, buffers, ring.
 pub struct Worker {
     ports: Vec<WorkerPort>,
-    targets: Arc<Vec<Arc<Target>>>,
+    /// Every LUN the worker knows (online or not; a removed LUN's entry stays until reused).
+    targets: Vec<Arc<Target>>,
+    /// Online targets: the ones discovery and the network see.
+    live: Vec<u16>,
+    /// Slot -> online target.
     by_slot: [u16; 256],
+    /// The LUN book (records parallel to `targets`; `None` = removed) and what `make` needs.
+    book: console::ShelfBook,
     shelf: u16,
     ring: IoUring,
     fixed_buffers: bool,
@@ -165,11 +174,12 @@ impl Worker {
     pub fn new(
         shelf: u16,
         ports: Vec<WorkerPort>,
-        targets: Arc<Vec<Arc<Target>>>,
+        targets: Vec<Arc<Target>>,
         slots: usize,
         stop_fd: RawFd,
         raid: RaidSetup,
         admin: Option<admin::AdminLink>,
+        book: console::ShelfBook,
     ) -> io::Result<Worker> {
         let max_frame = ports
             .iter()
@@ -193,25 +203,28 @@ impl Worker {
             }
         };
         let mut by_slot = [NO_TARGET; 256];
+        let mut live = Vec::new();
         for (i, t) in targets.iter().enumerate() {
-            by_slot[t.slot as usize] = i as u16;
+            if book.is_online(i) {
+                by_slot[t.slot as usize] = i as u16;
+                live.push(i as u16);
+            }
         }
         let nports = ports.len();
         let targets_len = targets.len();
         let mut arrays = raid.arrays;
         arrays.resize_with(targets_len, || None);
-        let sync_slab = if arrays.iter().any(Option::is_some) {
-            Slab::new(
-                raid::SYNC_SLOTS * 2,
-                ATA_DATA_OFFSET + crate::store::raid10::STEP_SECTORS as usize * SECTOR_SIZE,
-            )?
-        } else {
-            Slab::new(1, 1514)?
-        };
+        // Sized for sync steps even without arrays: the console may make one at any time.
+        let sync_slab = Slab::new(
+            raid::SYNC_SLOTS * 2,
+            ATA_DATA_OFFSET + crate::store::raid10::STEP_SECTORS as usize * SECTOR_SIZE,
+        )?;
         Ok(Worker {
             ports,
             targets,
+            live,
             by_slot,
+            book,
             shelf,
             ring,
             fixed_buffers,
@@ -311,8 +324,8 @@ impl Worker {
             }
             let mac = self.ports[port].io.mac();
             let sectors = self.ports[port].max_sectors;
-            for t in 0..self.targets.len() {
-                let target = self.targets[t].clone();
+            for i in 0..self.live.len() {
+                let target = self.targets[self.live[i] as usize].clone();
                 let access = target.state.access();
                 let dests: Vec<MacAddr> = if access.mask.is_empty() {
                     vec![MacAddr::BROADCAST]
@@ -385,8 +398,9 @@ impl Worker {
         self.push_sqe(stop);
         let has_arrays = self.arrays.iter().any(Option::is_some);
         let tick = types::Timespec::new().nsec((1_000_000_000 / TICKS_PER_SECOND) as u32);
+        // Ticks run even without arrays: the console may make one at any time.
+        self.push_sqe(opcode::Timeout::new(&tick).build().user_data(UD_TICK));
         if has_arrays {
-            self.push_sqe(opcode::Timeout::new(&tick).build().user_data(UD_TICK));
             for t in 0..self.arrays.len() {
                 self.publish_health(t);
                 self.pull_spare(t);
@@ -675,14 +689,15 @@ impl Worker {
                 Some(ConfigCommand::Read | ConfigCommand::Test | ConfigCommand::Prefix)
             );
             if req.command == AoeCommand::QueryConfig
-                && (read_only_query || self.targets.len() == 1)
+                && (read_only_query || self.live.len() == 1)
             {
                 return self.wildcard_config(port, slot, len, &req);
             }
-            if self.targets.len() != 1 {
+            if self.live.len() != 1 {
                 return self.drop_frame(port, slot, DropReason::Ambiguous);
             }
-            self.handle_for(port, slot, len, &req, 0)
+            let only = self.live[0];
+            self.handle_for(port, slot, len, &req, only)
         } else {
             match self.by_slot[req.slot as usize] {
                 NO_TARGET => self.drop_frame(port, slot, DropReason::NotOurs),
@@ -692,13 +707,14 @@ impl Worker {
     }
 
     fn wildcard_config(&mut self, port: usize, slot: u32, len: usize, req: &AoeHeaderRepr) {
-        let n = self.targets.len();
+        let n = self.live.len();
         if n == 0 {
             return self.release(slot);
         }
-        for t in 0..n {
+        for i in 0..n {
+            let t = self.live[i];
             // The last target reuses the request's own slot; earlier ones copy it.
-            let reply_slot = if t + 1 == n {
+            let reply_slot = if i + 1 == n {
                 slot
             } else {
                 let Some(copy) = self.free.pop() else {
@@ -710,7 +726,7 @@ impl Worker {
                 unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
                 copy
             };
-            self.handle_for_inner(port, reply_slot, len, req, t as u16);
+            self.handle_for_inner(port, reply_slot, len, req, t);
         }
     }
 

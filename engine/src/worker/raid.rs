@@ -263,9 +263,14 @@ impl Worker {
         {
             let role = &mut array.roles[m];
             role.in_flight = role.in_flight.saturating_sub(1);
-            role.counters
-                .latency
-                .record(crate::metrics::monotonic_ns().saturating_sub(s.submitted));
+            let took = crate::metrics::monotonic_ns().saturating_sub(s.submitted);
+            if sub == SUB_READ {
+                role.counters.read_latency.record(took);
+                role.counters.read_bytes += result.max(0) as u64;
+            } else {
+                role.counters.write_latency.record(took);
+                role.counters.written_bytes += result.max(0) as u64;
+            }
             if ok {
                 role.counters.ios += 1;
                 role.counters.bytes += result.max(0) as u64;

@@ -59,8 +59,14 @@ pub struct MemberCounters {
     pub write_errors: u64,
     /// Read errors repaired by rewriting the region from the other copy.
     pub corrected: u64,
-    /// Submission to completion of member I/O for client requests.
-    pub latency: crate::metrics::LatencyHistogram,
+    /// Bytes read for client requests.
+    pub read_bytes: u64,
+    /// Bytes written for client requests.
+    pub written_bytes: u64,
+    /// Submission to completion of member reads for client requests.
+    pub read_latency: crate::metrics::LatencyHistogram,
+    /// Same, writes and flushes.
+    pub write_latency: crate::metrics::LatencyHistogram,
 }
 
 /// One role of the array.
@@ -528,6 +534,7 @@ impl Array {
             } else {
                 0
             },
+            home: home_of(&self.label),
         }
     }
 
@@ -812,4 +819,10 @@ impl Array {
         }
         self.sync.as_ref()
     }
+}
+
+/// The (shelf, slot) of a label `e<shelf>.<slot>`.
+fn home_of(label: &str) -> Option<(u16, u8)> {
+    let (shelf, slot) = label.strip_prefix('e')?.split_once('.')?;
+    Some((shelf.parse().ok()?, slot.parse().ok()?))
 }

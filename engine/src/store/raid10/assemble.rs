@@ -166,6 +166,7 @@ mod tests {
             member_sectors: 1 << 20,
             array_sectors: members as u64 * (1 << 19),
             rebuild_checkpoint: 0,
+            home: None,
         }
     }
 

@@ -4,7 +4,7 @@
 //!
 //! Layout (little-endian, 4096 bytes): magic "ESRAID10", version, array UUID, role, members,
 //! chunk sectors, event counter, array state, member state, data offset, member data sectors,
-//! array sectors, rebuild checkpoint; CRC32C of bytes 0..4092 in the last four bytes. Writers
+//! array sectors, rebuild checkpoint, home LUN (shelf, slot, present flag); CRC32C of bytes 0..4092 in the last four bytes. Writers
 //! update copy A, make it stable, then copy B, so a torn write leaves one valid copy.
 
 /// Bytes of one superblock copy.
@@ -70,6 +70,8 @@ pub struct Superblock {
     pub array_sectors: u64,
     /// Sectors already rebuilt (meaningful while `Recovering`).
     pub rebuild_checkpoint: u64,
+    /// The LUN (shelf, slot) the array was exported as, for `restore` after a move.
+    pub home: Option<(u16, u8)>,
 }
 
 /// A superblock copy that cannot be trusted.
@@ -121,6 +123,11 @@ impl Superblock {
         out[64..72].copy_from_slice(&self.member_sectors.to_le_bytes());
         out[72..80].copy_from_slice(&self.array_sectors.to_le_bytes());
         out[80..88].copy_from_slice(&self.rebuild_checkpoint.to_le_bytes());
+        if let Some((shelf, slot)) = self.home {
+            out[88..90].copy_from_slice(&shelf.to_le_bytes());
+            out[90] = slot;
+            out[91] = 1;
+        }
         let crc = crc32c::crc32c(&out[..SUPERBLOCK_BYTES - 4]);
         out[SUPERBLOCK_BYTES - 4..].copy_from_slice(&crc.to_le_bytes());
         Ok(())
@@ -155,6 +162,7 @@ impl Superblock {
             member_sectors: u64_at(b, 64),
             array_sectors: u64_at(b, 72),
             rebuild_checkpoint: u64_at(b, 80),
+            home: (b[91] == 1).then(|| (u16::from_le_bytes([b[88], b[89]]), b[90])),
         };
         if sb.members < 2 || (sb.state != MemberState::Spare && sb.role >= sb.members) {
             return Err(SuperblockError::Invalid("role/members"));
@@ -199,6 +207,7 @@ mod tests {
             member_sectors: 1 << 20,
             array_sectors: 1 << 21,
             rebuild_checkpoint: 4096,
+            home: Some((7, 3)),
         }
     }
 
