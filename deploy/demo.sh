@@ -46,15 +46,16 @@ echo "== aoecfg: set and read the config string"
 h aoecfg -c fset -s "demo@$(hostname)" -t 1 1 0 hb0 | tee "$WORK/cfg.txt"
 h aoecfg -c read -t 1 1 0 hb0
 ctl() { "$BIN" ctl -c "$CONFIG" "$@"; }
-echo "== the RAID-10 LUN: ethershelf ctl show"
-ctl show
+echo "== the RAID-10 LUN: ethershelf ctl list -l"
+ctl list -l
 echo "== fail member 0.1 (ethershelf ctl fail 0.1): the spare takes over and rebuilds"
 ctl fail 0.1
-for _ in $(seq 300); do ctl show | grep -q "^1.0 .* normal " && break; sleep 0.2; done
-ctl show | tee "$WORK/raid.txt"
+for _ in $(seq 300); do ctl list -l | grep -q "raid10 normal" && break; sleep 0.2; done
+ctl list -l | tee "$WORK/raid.txt"
+ctl iostats
 grep "raid: rebuild finished" "$WORK/shelf.log" | sed 's/^.*rebuild finished/rebuild finished:/' | tee "$WORK/rebuild.txt"
 kill "$pid"; wait "$pid" || true; pid=""
-grep -q "^1.0 .* normal " "$WORK/raid.txt" || { echo "FAILED: the array did not return to normal"; exit 1; }
+grep -q "raid10 normal" "$WORK/raid.txt" || { echo "FAILED: the array did not return to normal"; exit 1; }
 grep -q "model: ethershelf" "$WORK/identify.txt" || { echo "FAILED: identify"; exit 1; }
 grep -q "LBA Mid: 0x4f" "$WORK/smart.txt" || { echo "FAILED: SMART status"; exit 1; }
 

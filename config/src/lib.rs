@@ -10,8 +10,9 @@ mod validate;
 
 pub use error::ConfigError;
 pub use schema::{
-    Backend, Config, FileSpec, Lun, MetricsListen, Port, PortMode, Raid10Spec, RebuildRates, WriteCache,
-    DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR,
+    Backend, Config, FileSpec, Lun, MetricsListen, Port, PortMode, Raid10Spec, RebuildRates,
+    WriteCache, DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_METRICS_LISTEN,
+    DEFAULT_STATE_DIR,
 };
 pub use size::ByteSize;
 

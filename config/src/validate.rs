@@ -2,8 +2,8 @@
 
 use crate::error::ConfigError;
 use crate::schema::{
-    Backend, Config, FileSpec, Lun, MetricsListen, Port, Raid10Spec, RawConfig, RawLun, RawRaid10, RebuildRates,
-    DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_STATE_DIR,
+    Backend, Config, FileSpec, Lun, MetricsListen, Port, Raid10Spec, RawConfig, RawLun, RawRaid10,
+    RebuildRates, DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_STATE_DIR,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod net;
 pub mod shelf;
 pub mod store;
+pub mod systemd;
 pub mod wire;
 pub mod worker;

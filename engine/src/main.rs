@@ -3,7 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use ethershelf_config::{
-    Backend, Config, FileSpec, Lun, MetricsListen, Port, PortMode, RebuildRates, WriteCache, DEFAULT_BUFFER_COUNT,
+    Backend, Config, FileSpec, Lun, MetricsListen, Port, PortMode, RebuildRates, WriteCache,
+    DEFAULT_BUFFER_COUNT,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -156,7 +157,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
             tracing::info!(config = %config.display(), version = env!("CARGO_PKG_VERSION"), "ethershelf starting");
-            ethershelf::shelf::serve(&cfg).map_err(|e| e.to_string())
+            ethershelf::shelf::serve(&cfg, Some(&config)).map_err(|e| e.to_string())
         }
         Command::Check { config } => {
             let cfg = load(&config)?;
@@ -190,7 +191,10 @@ fn run(cli: Cli) -> Result<(), String> {
             let outcome = ethershelf::admin::client::run(&path, &command, |question| {
                 use std::io::{BufRead, IsTerminal, Write};
                 if !std::io::stdin().is_terminal() {
-                    eprintln!("ethershelf: '{}' needs confirmation: add -f (no terminal to ask on)", command.join(" "));
+                    eprintln!(
+                        "ethershelf: '{}' needs confirmation: add -f (no terminal to ask on)",
+                        command.join(" ")
+                    );
                     return false;
                 }
                 eprint!("{question}");
@@ -264,7 +268,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     mask: vec![],
                 }],
             };
-            ethershelf::shelf::serve(&cfg).map_err(|e| e.to_string())
+            ethershelf::shelf::serve(&cfg, None).map_err(|e| e.to_string())
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Building a running shelf from a validated configuration: open the LUNs and ports, log
 //! what was opened, announce, serve until SIGINT/SIGTERM, drain, report.
 
+use crate::admin::WorkerLink;
 use crate::lun::{Book, LunState};
 use crate::net::open_port;
 use crate::store::raid10::{Array, MemberDisk, Metadata};
 use crate::store::{Backing, BackingOptions};
 use crate::wire::max_sectors_for_mtu;
-use crate::admin::WorkerLink;
 use crate::worker::admin::{AdminLink, AdminRequest};
 use crate::worker::console::ShelfBook;
 use crate::worker::{RaidSetup, Target, Worker, WorkerPort};
@@ -335,6 +335,33 @@ pub fn effective_config(config: &Config) -> Result<(Config, Book), ShelfError> {
     }
 }
 
+/// Re-reads `path` on SIGHUP and hands the result to the worker (an invalid file is
+/// reported and changes nothing).
+fn start_reloader(path: std::path::PathBuf, link: WorkerLink) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                crate::systemd::notify("RELOADING=1");
+                match ethershelf_config::load(&path) {
+                    Ok(config) => {
+                        match link.ask(
+                            |reply| AdminRequest::Reload(Box::new(config), reply),
+                            std::time::Duration::from_secs(30),
+                        ) {
+                            Ok(summary) => tracing::info!(file = %path.display(), %summary, "reload done"),
+                            Err(why) => tracing::error!(why, "reload not applied"),
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: the configuration file is not valid; nothing changed"),
+                }
+                crate::systemd::notify("READY=1");
+            }
+        })?;
+    Ok(())
+}
+
 /// How long a scrape waits for the worker's counters.
 const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -349,11 +376,8 @@ fn start_metrics(config: &Config, link: &WorkerLink) -> Result<(), ShelfError> {
         },
     };
     let scrape_link = link.try_clone().map_err(ShelfError::Worker)?;
-    let source: crate::metrics::SnapshotSource = Box::new(move || {
-        scrape_link
-            .ask(AdminRequest::Snapshot, SCRAPE_TIMEOUT)
-            .ok()
-    });
+    let source: crate::metrics::SnapshotSource =
+        Box::new(move || scrape_link.ask(AdminRequest::Snapshot, SCRAPE_TIMEOUT).ok());
     match crate::metrics::start(addr, source) {
         Ok(bound) => {
             tracing::info!(listen = %bound, "metrics endpoint ready (GET /metrics)");
@@ -371,7 +395,8 @@ fn start_metrics(config: &Config, link: &WorkerLink) -> Result<(), ShelfError> {
 }
 
 /// Serves `config` until SIGINT or SIGTERM, then finishes in-flight I/O and returns.
-pub fn serve(config: &Config) -> Result<(), ShelfError> {
+/// With `reload_from`, SIGHUP re-reads that file and applies what can change live.
+pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(), ShelfError> {
     // Pin first, so the worker's buffers and rings are allocated on its core's NUMA node.
     let interfaces: Vec<String> = config.ports.iter().map(|p| p.interface.clone()).collect();
     let pinned = match crate::affinity::choose(&interfaces, &config.cpus) {
@@ -421,7 +446,6 @@ pub fn serve(config: &Config) -> Result<(), ShelfError> {
         .map_err(ShelfError::Worker)?;
     }
     let mut worker = Worker::new(
-        config.shelf,
         ports,
         targets,
         WORKER_SLOTS,
@@ -435,6 +459,17 @@ pub fn serve(config: &Config) -> Result<(), ShelfError> {
     )
     .map_err(ShelfError::Worker)?;
     worker.set_cpu(pinned);
+    if let Some(path) = reload_from {
+        start_reloader(
+            path.to_path_buf(),
+            link.try_clone().map_err(ShelfError::Worker)?,
+        )
+        .map_err(ShelfError::Worker)?;
+    }
+    if let Some(interval) = crate::systemd::watchdog_interval() {
+        crate::systemd::start_watchdog(link.try_clone().map_err(ShelfError::Worker)?, interval)
+            .map_err(ShelfError::Worker)?;
+    }
     worker.announce();
     tracing::info!(
         shelf = config.shelf,
@@ -443,7 +478,13 @@ pub fn serve(config: &Config) -> Result<(), ShelfError> {
         buffer_count = config.buffer_count,
         "serving"
     );
+    crate::systemd::notify(&format!(
+        "READY=1\nSTATUS=serving {} LUN(s) on {} port(s)",
+        config.luns.len(),
+        config.ports.len()
+    ));
     let result = worker.run();
+    crate::systemd::notify("STOPPING=1");
     worker.log_paths();
     tracing::info!(stats = %worker.stats, "stopped");
     drop(stop_rx);

@@ -140,7 +140,7 @@ fn linux_initiator_verifies_through_a_failing_raid10_member_and_after_the_rebuil
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(400);
             while std::time::Instant::now() < deadline {
                 let out = Command::new(common::binary())
-                    .args(["ctl", "-s", sock.to_str().unwrap(), "show"])
+                    .args(["ctl", "-s", sock.to_str().unwrap(), "status"])
                     .output()
                     .unwrap();
                 let text = String::from_utf8_lossy(&out.stdout).to_string();

@@ -81,7 +81,7 @@ fn wait_log(lab: &Lab, needle: &str, count: usize, secs: u64) {
 }
 
 fn lun_state(lab: &Lab) -> String {
-    let show = ctl(lab, "show");
+    let show = ctl(lab, "status");
     show.lines()
         .find(|l| l.starts_with("1.0 "))
         .unwrap_or_else(|| panic!("no LUN line in:\n{show}"))
@@ -175,7 +175,11 @@ fn a_failing_member_is_invisible_to_clients_and_a_spare_rebuilds_it() {
     let mut lab = Lab::new(1, 9000);
     let (cfg, disks) = raid_lab(&lab, 4, 1, 48 * MIB, ", clean: true");
     lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
-    assert!(lun_state(&lab).contains("normal"), "{}", ctl(&lab, "show"));
+    assert!(
+        lun_state(&lab).contains("normal"),
+        "{}",
+        ctl(&lab, "status")
+    );
     assert_eq!(
         smart_status(&lab, 1),
         (0x4F, 0xC2),
@@ -192,7 +196,7 @@ fn a_failing_member_is_invisible_to_clients_and_a_spare_rebuilds_it() {
     );
     wait_log(&lab, "member failed", 1, 10);
     wait_log(&lab, "rebuild finished", 1, 60);
-    let show = ctl(&lab, "show");
+    let show = ctl(&lab, "status");
     println!("{show}");
     for l in lab
         .log_lines("member failed")
@@ -268,7 +272,11 @@ fn a_member_failing_with_kernel_eio_is_failed_and_rebuilt_onto_a_spare() {
     );
     println!("{}\n{}", failed[0], eio[0]);
     wait_log(&lab, "rebuild finished", 1, 60);
-    assert!(lun_state(&lab).contains("normal"), "{}", ctl(&lab, "show"));
+    assert!(
+        lun_state(&lab).contains("normal"),
+        "{}",
+        ctl(&lab, "status")
+    );
     assert!(lab.stop().success());
     drop(fuse);
     assert_same_data(&disks[3], &disks[4]);
@@ -450,18 +458,18 @@ fn scrub_counts_and_repairs_mismatches() {
     ctl(&lab, "scrub 0");
     wait_log(&lab, "scrub finished", 1, 30);
     assert!(
-        ctl(&lab, "show").contains("1 mismatches"),
+        ctl(&lab, "status").contains("1 mismatches"),
         "{}",
-        ctl(&lab, "show")
+        ctl(&lab, "status")
     );
     ctl(&lab, "scrub 0 repair");
     wait_log(&lab, "scrub finished", 2, 30);
     ctl(&lab, "scrub 0");
     wait_log(&lab, "scrub finished", 3, 30);
     assert!(
-        ctl(&lab, "show").contains(" 0 mismatches"),
+        ctl(&lab, "status").contains(" 0 mismatches"),
         "{}",
-        ctl(&lab, "show")
+        ctl(&lab, "status")
     );
     assert!(lab.stop().success());
     assert_same_data(&disks[0], &disks[1]);
@@ -560,7 +568,11 @@ fn replace_rebuilds_onto_a_new_disk_swapped_in_at_the_failed_path() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("neither a hot spare"));
     println!("{}", ctl(&lab, "replace 0.1 1"));
     wait_log(&lab, "rebuild finished", 1, 30);
-    assert!(lun_state(&lab).contains("normal"), "{}", ctl(&lab, "show"));
+    assert!(
+        lun_state(&lab).contains("normal"),
+        "{}",
+        ctl(&lab, "status")
+    );
     assert!(lab.stop().success());
     assert_same_data(&disks[0], &disks[1]);
     let f = std::fs::File::open(&disks[1]).unwrap();

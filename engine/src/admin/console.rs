@@ -63,7 +63,10 @@ pub fn run(socket: &Path) -> Result<(), String> {
         let _ = rl.load_history(h);
     }
     let prompt = format!("ethershelf shelf {shelf}> ");
-    println!("ethershelf console on {} ('help' lists commands, 'quit' leaves)", socket.display());
+    println!(
+        "ethershelf console on {} ('help' lists commands, 'quit' leaves)",
+        socket.display()
+    );
     loop {
         let line = match rl.readline(&prompt) {
             Ok(l) => l,
@@ -81,7 +84,10 @@ pub fn run(socket: &Path) -> Result<(), String> {
         }
         let words: Vec<String> = line.split_whitespace().map(String::from).collect();
         let outcome = client::run(socket, &words, |question| {
-            matches!(rl.readline(question).as_deref().map(str::trim), Ok("y" | "Y" | "yes"))
+            matches!(
+                rl.readline(question).as_deref().map(str::trim),
+                Ok("y" | "Y" | "yes")
+            )
         });
         match outcome {
             Ok(o) => print!("{}", o.output),

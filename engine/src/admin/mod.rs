@@ -108,7 +108,10 @@ fn serve_one(mut conn: UnixStream, link: &WorkerLink) -> std::io::Result<()> {
     BufReader::new((&conn).take(MAX_LINE)).read_line(&mut line)?;
     let line = line.trim().to_string();
     let answer = link
-        .ask(|reply| AdminRequest::Command { line, reply }, ANSWER_TIMEOUT)
+        .ask(
+            |reply| AdminRequest::Command { line, reply },
+            ANSWER_TIMEOUT,
+        )
         .unwrap_or_else(|why| format!("error: {why}\n"));
     conn.write_all(answer.as_bytes())
 }

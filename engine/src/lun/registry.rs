@@ -204,12 +204,14 @@ impl Book {
     /// Reads the book at `path`; `Ok(None)` when the console never changed anything.
     pub fn load(path: &Path) -> Result<Option<Book>, PersistError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| PersistError::Corrupt {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| PersistError::Corrupt {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(PersistError::Io {
                 path: path.to_path_buf(),
@@ -254,11 +256,22 @@ impl Book {
     pub fn export_yaml(&self, config: &Config) -> String {
         use std::fmt::Write as _;
         let mut y = String::new();
-        let _ = writeln!(y, "# ethershelf configuration exported from the running shelf");
+        let _ = writeln!(
+            y,
+            "# ethershelf configuration exported from the running shelf"
+        );
         let _ = writeln!(y, "shelf: {}", config.shelf);
-        let _ = writeln!(y, "state_dir: {}", quote(&config.state_dir.display().to_string()));
+        let _ = writeln!(
+            y,
+            "state_dir: {}",
+            quote(&config.state_dir.display().to_string())
+        );
         let _ = writeln!(y, "buffer_count: {}", config.buffer_count);
-        let _ = writeln!(y, "admin: {{ socket: {} }}", quote(&config.admin_socket.display().to_string()));
+        let _ = writeln!(
+            y,
+            "admin: {{ socket: {} }}",
+            quote(&config.admin_socket.display().to_string())
+        );
         match config.metrics {
             ethershelf_config::MetricsListen::Default => {}
             ethershelf_config::MetricsListen::Off => {
@@ -278,7 +291,12 @@ impl Book {
         );
         let _ = writeln!(y, "ports:");
         for p in &config.ports {
-            let _ = write!(y, "  - {{ interface: {}, mode: {}", quote(&p.interface), p.mode);
+            let _ = write!(
+                y,
+                "  - {{ interface: {}, mode: {}",
+                quote(&p.interface),
+                p.mode
+            );
             if let Some(m) = p.max_sectors {
                 let _ = write!(y, ", max_sectors: {m}");
             }
@@ -287,7 +305,12 @@ impl Book {
         if !config.disks.is_empty() {
             let _ = writeln!(y, "disks:");
             for (i, d) in config.disks.iter().enumerate() {
-                let _ = writeln!(y, "  - {}   # {}.{i}", quote(&d.display().to_string()), config.shelf);
+                let _ = writeln!(
+                    y,
+                    "  - {}   # {}.{i}",
+                    quote(&d.display().to_string()),
+                    config.shelf
+                );
             }
         }
         if !self.spares.is_empty() {
@@ -338,7 +361,11 @@ impl Book {
                     }
                 }
                 LunKind::Raid10 | LunKind::Raid1 => {
-                    let _ = writeln!(y, "    raid10: {{ disks: {:?}, chunk: {} }}", r.disks, r.chunk);
+                    let _ = writeln!(
+                        y,
+                        "    raid10: {{ disks: {:?}, chunk: {} }}",
+                        r.disks, r.chunk
+                    );
                 }
             }
             if r.read_only {
@@ -347,7 +374,11 @@ impl Book {
             let _ = writeln!(
                 y,
                 "    write_cache: {}",
-                if r.writeback { "writeback" } else { "writethrough" }
+                if r.writeback {
+                    "writeback"
+                } else {
+                    "writethrough"
+                }
             );
         }
         y

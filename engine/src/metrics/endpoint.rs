@@ -104,8 +104,10 @@ mod tests {
     #[test]
     fn scrape_renders_a_parseable_snapshot_and_other_paths_are_refused() {
         let source: SnapshotSource = Box::new(|| {
-            let mut counters = LunCounters::default();
-            counters.reads = 7;
+            let mut counters = LunCounters {
+                reads: 7,
+                ..LunCounters::default()
+            };
             counters.read_latency.record(40_000);
             Some(Snapshot {
                 shelf: 3,

@@ -3,8 +3,8 @@
 
 /// Upper bounds of the buckets, in seconds (the last bucket, `+Inf`, is implicit).
 pub const BOUNDS_SECONDS: [f64; 16] = [
-    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,
-    250e-3, 500e-3, 1.0, 2.5,
+    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3,
+    500e-3, 1.0, 2.5,
 ];
 
 const BOUNDS_NS: [u64; 16] = [

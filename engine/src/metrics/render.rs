@@ -69,11 +69,17 @@ fn describe() {
         "ethershelf_path_copies_total",
         "Frames copied between the socket and the frame buffers (zero-copy not possible)"
     );
-    describe_gauge!("ethershelf_lun_online", "1 when the LUN answers on the network");
+    describe_gauge!(
+        "ethershelf_lun_online",
+        "1 when the LUN answers on the network"
+    );
     describe_gauge!("ethershelf_lun_size_bytes", Unit::Bytes, "LUN capacity");
     describe_counter!("ethershelf_lun_reads_total", "ATA reads answered with data");
     describe_counter!("ethershelf_lun_writes_total", "ATA writes acknowledged");
-    describe_counter!("ethershelf_lun_flushes_total", "ATA FLUSH CACHE acknowledged");
+    describe_counter!(
+        "ethershelf_lun_flushes_total",
+        "ATA FLUSH CACHE acknowledged"
+    );
     describe_counter!(
         "ethershelf_lun_read_bytes_total",
         Unit::Bytes,
@@ -88,7 +94,10 @@ fn describe() {
         "ethershelf_lun_ata_errors_total",
         "ATA errors sent, by kind (abrt, idnf, unc)"
     );
-    describe_counter!("ethershelf_lun_aoe_errors_total", "AoE errors sent, by code");
+    describe_counter!(
+        "ethershelf_lun_aoe_errors_total",
+        "AoE errors sent, by code"
+    );
     describe_counter!(
         "ethershelf_lun_commands_total",
         "Config, mask and reserve commands served"
@@ -166,7 +175,8 @@ fn record(snap: &Snapshot) {
             .absolute(s.spin_hits);
         counter!("ethershelf_ordered_waits_total", "worker" => worker.clone())
             .absolute(s.ordered_waits);
-        counter!("ethershelf_direct_fallbacks_total", "worker" => worker).absolute(s.direct_fallbacks);
+        counter!("ethershelf_direct_fallbacks_total", "worker" => worker)
+            .absolute(s.direct_fallbacks);
     }
     for p in &snap.paths {
         let labels = [

@@ -3,10 +3,10 @@
 
 use super::console::Answer;
 use super::Worker;
-use serde_json::json;
 use crate::metrics::snapshot::{ArraySample, LunSample, MemberSample, PathSample, WorkerSample};
 use crate::metrics::Snapshot;
 use crate::store::raid10::{Fault, MemberDisk, RoleState, SyncJob, SyncKind};
+use serde_json::json;
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -26,6 +26,8 @@ pub enum AdminRequest {
     Snapshot(Sender<Snapshot>),
     /// Liveness: answered as soon as the worker loop gets round to it.
     Ping(Sender<()>),
+    /// SIGHUP: the configuration file as re-read; the answer says what was applied.
+    Reload(Box<ethershelf_config::Config>, Sender<String>),
 }
 
 /// The worker's end of the admin channel.
@@ -86,6 +88,9 @@ impl Worker {
                 AdminRequest::Ping(reply) => {
                     let _ = reply.send(());
                 }
+                AdminRequest::Reload(config, reply) => {
+                    let _ = reply.send(self.apply_reload(*config));
+                }
             }
         }
     }
@@ -124,9 +129,11 @@ impl Worker {
                         out,
                         "{name:<8} {kind:<10} {size:>12}  normal {presence}  {path}"
                     );
-                    luns.push(json!({"lun": name, "type": kind, "bytes": target.sectors * 512,
+                    luns.push(
+                        json!({"lun": name, "type": kind, "bytes": target.sectors * 512,
                         "state": "normal", "online": online, "path": path,
-                        "reads": c.reads, "writes": c.writes}));
+                        "reads": c.reads, "writes": c.writes}),
+                    );
                 }
                 Some(a) => {
                     let _ = writeln!(
@@ -164,10 +171,12 @@ impl Worker {
                             c.write_errors,
                             c.corrected
                         );
-                        members.push(json!({"member": format!("{}.0.{r}", target.slot), "disk": disk,
+                        members.push(
+                            json!({"member": format!("{}.0.{r}", target.slot), "disk": disk,
                             "state": role.state.to_string(), "ios": c.ios, "bytes": c.bytes,
                             "read_errors": c.read_errors, "write_errors": c.write_errors,
-                            "corrected": c.corrected, "path": path}));
+                            "corrected": c.corrected, "path": path}),
+                        );
                     }
                     let scrub = a.last_scrub.map(|(compared, mismatches, repair)| {
                         let _ = writeln!(
@@ -177,10 +186,12 @@ impl Worker {
                         );
                         json!({"compared": compared, "mismatches": mismatches, "repaired": repair})
                     });
-                    luns.push(json!({"lun": name, "type": kind, "bytes": target.sectors * 512,
+                    luns.push(
+                        json!({"lun": name, "type": kind, "bytes": target.sectors * 512,
                         "state": a.state(), "online": online, "members": members,
                         "chunk": a.layout().chunk_sectors() * 512, "last_scrub": scrub,
-                        "reads": c.reads, "writes": c.writes}));
+                        "reads": c.reads, "writes": c.writes}),
+                    );
                 }
             }
         }
@@ -245,8 +256,10 @@ impl Worker {
                 (d.sectors() * 512) as f64 / 1e9,
                 d.path().display()
             );
-            spares.push(json!({"disk": format!("{shelf}.{}", d.disk), "bytes": d.sectors() * 512,
-                "path": d.path().display().to_string()}));
+            spares.push(
+                json!({"disk": format!("{shelf}.{}", d.disk), "bytes": d.sectors() * 512,
+                "path": d.path().display().to_string()}),
+            );
         }
         for d in &self.failed_disks {
             let _ = writeln!(

@@ -134,7 +134,10 @@ impl ShelfBook {
 
 /// Strips a leading `error: ` (the worker's messages carry it for the text protocol).
 fn bare(message: &str) -> &str {
-    message.trim_end().strip_prefix("error: ").unwrap_or(message.trim_end())
+    message
+        .trim_end()
+        .strip_prefix("error: ")
+        .unwrap_or(message.trim_end())
 }
 
 impl Worker {
@@ -200,12 +203,12 @@ impl Worker {
             ("mask", args) => self.cmd_mask(args),
             ("fail", [who]) => {
                 let answer = self.cmd_fail(who).map(Answer::done)?;
-                self.persist_book()?;
+                self.refresh_book()?;
                 Ok(answer)
             }
             ("replace", [who, disk]) => {
                 let answer = self.cmd_replace(who, disk).map(Answer::done)?;
-                self.persist_book()?;
+                self.refresh_book()?;
                 Ok(answer)
             }
             ("scrub", [lun]) => self.cmd_scrub(lun, false).map(Answer::done),
@@ -248,6 +251,15 @@ impl Worker {
             tracing::error!(error = %e, "the LUN book could not be written");
             format!("the change is live but could not be saved: {e}")
         })
+    }
+
+    /// Rewrites the LUN book if the console already owns the LUNs (a member change is not by
+    /// itself a reason to stop following the YAML: assembly finds moved members anyway).
+    fn refresh_book(&mut self) -> Result<(), String> {
+        if self.book.path.exists() {
+            self.persist_book()?;
+        }
+        Ok(())
     }
 
     /// The target index of LUN `slot` (not removed).

@@ -10,8 +10,8 @@ pub mod console;
 mod ordering;
 mod raid;
 mod reconfig;
-mod report;
 pub mod reply;
+mod report;
 mod slab;
 mod stats;
 mod target;
@@ -172,7 +172,6 @@ const NO_TARGET: u16 = u16::MAX;
 impl Worker {
     /// Builds a worker with `slots` frame buffers. `stop_fd` becomes readable to stop it.
     pub fn new(
-        shelf: u16,
         ports: Vec<WorkerPort>,
         targets: Vec<Arc<Target>>,
         slots: usize,
@@ -202,6 +201,7 @@ impl Worker {
                 false
             }
         };
+        let shelf = book.config.shelf;
         let mut by_slot = [NO_TARGET; 256];
         let mut live = Vec::new();
         for (i, t) in targets.iter().enumerate() {
@@ -688,9 +688,7 @@ impl Worker {
                 ccmd,
                 Some(ConfigCommand::Read | ConfigCommand::Test | ConfigCommand::Prefix)
             );
-            if req.command == AoeCommand::QueryConfig
-                && (read_only_query || self.live.len() == 1)
-            {
+            if req.command == AoeCommand::QueryConfig && (read_only_query || self.live.len() == 1) {
                 return self.wildcard_config(port, slot, len, &req);
             }
             if self.live.len() != 1 {

@@ -42,6 +42,9 @@ impl DiskUse {
     }
 }
 
+/// An array found on unused disks: its UUID and (disk, superblock) per member found.
+type FoundArray = ([u8; 16], Vec<(usize, crate::store::raid10::Superblock)>);
+
 /// Parses a LUN number (0..=254).
 pub(super) fn parse_lun(arg: &str) -> Result<u8, String> {
     arg.parse::<u8>()
@@ -104,14 +107,20 @@ impl Worker {
             match &self.arrays[t] {
                 Some(a) => {
                     for (i, &d) in r.disks.iter().enumerate() {
-                        let state = a.roles.get(i).map_or("missing".into(), |r| r.state.to_string());
+                        let state = a
+                            .roles
+                            .get(i)
+                            .map_or("missing".into(), |r| r.state.to_string());
                         set(d, DiskUse::Member(format!("{}.0.{i}", r.slot), state));
                     }
                     for (i, role) in a.roles.iter().enumerate() {
                         if let Some(dev) = &role.dev {
                             set(
                                 dev.disk,
-                                DiskUse::Member(format!("{}.0.{i}", r.slot), role.state.to_string()),
+                                DiskUse::Member(
+                                    format!("{}.0.{i}", r.slot),
+                                    role.state.to_string(),
+                                ),
                             );
                         }
                     }
@@ -186,7 +195,13 @@ impl Worker {
         LunState::open(path, &[]).map_err(|e| e.to_string())
     }
 
-    fn new_target(&self, slot: u8, state: LunState, backing: Option<Backing>, sectors: u64) -> Target {
+    fn new_target(
+        &self,
+        slot: u8,
+        state: LunState,
+        backing: Option<Backing>,
+        sectors: u64,
+    ) -> Target {
         Target::new(
             self.shelf,
             slot,
@@ -205,7 +220,9 @@ impl Worker {
         let clean = args.contains(&"-c");
         let rest: Vec<&str> = args.iter().copied().filter(|a| *a != "-c").collect();
         let [lun, kind, disk_args @ ..] = rest.as_slice() else {
-            return Err("usage: make [-c] LUN raid10|raid1|jbod DISKS (e.g. make 3 raid10 7.0-3)".into());
+            return Err(
+                "usage: make [-c] LUN raid10|raid1|jbod DISKS (e.g. make 3 raid10 7.0-3)".into(),
+            );
         };
         let slot = parse_lun(lun)?;
         if self.target_of(slot).is_ok() {
@@ -221,7 +238,11 @@ impl Worker {
                     "{kind} is not supported by ethershelf: use raid10, raid1 or jbod"
                 ))
             }
-            other => return Err(format!("unknown LUN type '{other}': use raid10, raid1 or jbod")),
+            other => {
+                return Err(format!(
+                    "unknown LUN type '{other}': use raid10, raid1 or jbod"
+                ))
+            }
         };
         if !wanted {
             return Err(format!(
@@ -269,7 +290,11 @@ impl Worker {
             )
             .map_err(|e| format!("disk {}.{}: {e}", self.shelf, paths[0].0))?;
             let sectors = backing.sectors();
-            (self.new_target(slot, state, Some(backing), sectors), None, "jbod".to_string())
+            (
+                self.new_target(slot, state, Some(backing), sectors),
+                None,
+                "jbod".to_string(),
+            )
         } else {
             // A made array is new: whatever metadata the disks carried goes.
             for (d, path) in &paths {
@@ -278,16 +303,25 @@ impl Worker {
                 dev.wipe_metadata()
                     .map_err(|e| format!("disk {}.{d}: clearing old metadata: {e}", self.shelf))?;
             }
-            let (array, _) = Array::open(&label, &paths, &mut Vec::new(), chunk / 512, clean, false)
-                .map_err(|e| e.to_string())?;
+            let (array, _) =
+                Array::open(&label, &paths, &mut Vec::new(), chunk / 512, clean, false)
+                    .map_err(|e| e.to_string())?;
             let sectors = array.sectors();
             let what = format!(
                 "{} over {} disks{}",
                 kind.name(),
                 disks.len(),
-                if clean { ", clean (no initial sync)" } else { ", initial sync running" }
+                if clean {
+                    ", clean (no initial sync)"
+                } else {
+                    ", initial sync running"
+                }
             );
-            (self.new_target(slot, state, None, sectors), Some(array), what)
+            (
+                self.new_target(slot, state, None, sectors),
+                Some(array),
+                what,
+            )
         };
         let size = target.sectors * 512;
         record.kind = kind;
@@ -306,10 +340,16 @@ impl Worker {
 
     /// `online LUN...` / `offline LUN...`.
     pub(super) fn cmd_online(&mut self, luns: &[&str], online: bool) -> Result<Answer, String> {
-        let slots = luns.iter().map(|l| parse_lun(l)).collect::<Result<Vec<u8>, String>>()?;
+        let slots = luns
+            .iter()
+            .map(|l| parse_lun(l))
+            .collect::<Result<Vec<u8>, String>>()?;
         let ts = slots
             .iter()
-            .map(|&s| self.target_of(s).map_err(|e| format!("{e}, skipping nothing")))
+            .map(|&s| {
+                self.target_of(s)
+                    .map_err(|e| format!("{e}, skipping nothing"))
+            })
             .collect::<Result<Vec<usize>, String>>()?;
         for &t in &ts {
             let slot = self.targets[t].slot;
@@ -334,7 +374,11 @@ impl Worker {
         Ok(Answer {
             text: format!(
                 "{} {word}\n",
-                slots.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
+                slots
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             json: json!({"ok": true, "luns": slots, "online": online}),
         })
@@ -353,7 +397,11 @@ impl Worker {
             .slots
             .iter()
             .any(|s| s.op != Op::Idle && s.target as usize == t)
-            || self.sync_slots.iter().flatten().any(|s| s.target as usize == t);
+            || self
+                .sync_slots
+                .iter()
+                .flatten()
+                .any(|s| s.target as usize == t);
         if busy {
             return Err(format!(
                 "LUN {slot} still has I/O in flight; try again in a moment"
@@ -399,13 +447,16 @@ impl Worker {
         let args: Vec<&str> = args.iter().copied().filter(|a| *a != "-l").collect();
         let want_shelf = args
             .first()
-            .map(|s| s.parse::<u16>().map_err(|_| format!("'{s}' is not a shelf number")))
+            .map(|s| {
+                s.parse::<u16>()
+                    .map_err(|_| format!("'{s}' is not a shelf number"))
+            })
             .transpose()?;
         let want_lun = args.get(1).map(|s| parse_lun(s)).transpose()?;
         let new_lun = args.get(2).map(|s| parse_lun(s)).transpose()?;
         let uses = self.disk_uses();
         // Group the superblocks found on free disks by array.
-        let mut found: Vec<([u8; 16], Vec<(usize, crate::store::raid10::Superblock)>)> = Vec::new();
+        let mut found: Vec<FoundArray> = Vec::new();
         for (d, path) in self.book.config.disks.iter().enumerate() {
             if uses[d] != DiskUse::Free {
                 continue;
@@ -461,7 +512,11 @@ impl Worker {
                 continue;
             }
             let Some(slot) = new_lun.or(home_lun) else {
-                let _ = writeln!(text, "array on {} has no recorded LUN: name one (restore SHELF LUN NEWLUN)", disk_names.join(","));
+                let _ = writeln!(
+                    text,
+                    "array on {} has no recorded LUN: name one (restore SHELF LUN NEWLUN)",
+                    disk_names.join(",")
+                );
                 continue;
             };
             if self.target_of(slot).is_ok() {
@@ -489,7 +544,11 @@ impl Worker {
             let sectors = array.sectors();
             let record = LunRecord {
                 slot,
-                kind: if sb.members == 2 { LunKind::Raid1 } else { LunKind::Raid10 },
+                kind: if sb.members == 2 {
+                    LunKind::Raid1
+                } else {
+                    LunKind::Raid10
+                },
                 file: None,
                 offset: 0,
                 length: None,
@@ -568,7 +627,11 @@ impl Worker {
         self.persist_book()?;
         Ok(Answer::done(format!(
             "{} spare\n",
-            disks.iter().map(|d| format!("{shelf}.{d}")).collect::<Vec<_>>().join(" ")
+            disks
+                .iter()
+                .map(|d| format!("{shelf}.{d}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         )))
     }
 
@@ -576,14 +639,21 @@ impl Worker {
     pub(super) fn cmd_rmspare(&mut self, args: &[&str]) -> Result<Answer, String> {
         let disks = parse_disks(args, self.shelf)?;
         let shelf = self.shelf;
-        if let Some(d) = disks.iter().find(|d| !self.spares.iter().any(|s| s.disk == **d)) {
+        if let Some(d) = disks
+            .iter()
+            .find(|d| !self.spares.iter().any(|s| s.disk == **d))
+        {
             return Err(format!("disk {shelf}.{d} is not a spare"));
         }
         self.spares.retain(|s| !disks.contains(&s.disk));
         self.persist_book()?;
         Ok(Answer::done(format!(
             "{} no longer spare\n",
-            disks.iter().map(|d| format!("{shelf}.{d}")).collect::<Vec<_>>().join(" ")
+            disks
+                .iter()
+                .map(|d| format!("{shelf}.{d}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         )))
     }
 
@@ -648,7 +718,11 @@ impl Worker {
                 text,
                 "{:<4} {}",
                 self.targets[t].slot,
-                if macs.is_empty() { "(everyone)".to_string() } else { macs.join(" ") }
+                if macs.is_empty() {
+                    "(everyone)".to_string()
+                } else {
+                    macs.join(" ")
+                }
             );
             out.push(json!({"lun": self.targets[t].slot, "mask": macs}));
         }
@@ -656,6 +730,108 @@ impl Worker {
             text,
             json: json!({ "masks": out }),
         })
+    }
+}
+
+impl Worker {
+    /// Applies a re-read configuration (SIGHUP): rebuild rates, disks appended to `disks:`,
+    /// and (when the console has not taken over the LUNs) LUNs added to `luns:` come up
+    /// online. Everything else is reported as needing a restart. Returns a summary.
+    pub(super) fn apply_reload(&mut self, new: ethershelf_config::Config) -> String {
+        let mut applied = Vec::new();
+        let mut restart = Vec::new();
+        let old = self.book.config.clone();
+        if new.rebuild != self.rates {
+            self.rates = new.rebuild;
+            self.book.config.rebuild = new.rebuild;
+            applied.push("rebuild rates".to_string());
+        }
+        if new.disks.len() > old.disks.len() && new.disks.starts_with(&old.disks) {
+            applied.push(format!("{} new disk(s)", new.disks.len() - old.disks.len()));
+            self.book.config.disks = new.disks.clone();
+        } else if new.disks != old.disks {
+            restart.push("disks (only appending disks applies live)");
+        }
+        for (changed, what) in [
+            (new.shelf != old.shelf, "shelf"),
+            (new.ports != old.ports, "ports"),
+            (new.state_dir != old.state_dir, "state_dir"),
+            (new.admin_socket != old.admin_socket, "admin socket"),
+            (new.metrics != old.metrics, "metrics"),
+            (new.cpus != old.cpus, "cpus"),
+            (new.buffer_count != old.buffer_count, "buffer_count"),
+        ] {
+            if changed {
+                restart.push(what);
+            }
+        }
+        if self.book.path.exists() {
+            if new.luns != old.luns || new.spares != old.spares {
+                restart.push("luns/spares (managed by the console since its first change: use it, or export-config)");
+            }
+        } else {
+            let added: Vec<ethershelf_config::Lun> = new
+                .luns
+                .iter()
+                .filter(|l| self.target_of(l.slot).is_err())
+                .cloned()
+                .collect();
+            if new
+                .luns
+                .iter()
+                .any(|l| old.luns.iter().any(|o| o.slot == l.slot && o != l))
+                || old
+                    .luns
+                    .iter()
+                    .any(|o| !new.luns.iter().any(|l| l.slot == o.slot))
+            {
+                restart.push("changed or removed LUNs (use the console: offline, remove)");
+            }
+            if !added.is_empty() {
+                let mut sub = self.book.config.clone();
+                sub.luns = added.clone();
+                sub.spares = vec![];
+                match crate::shelf::open_luns(&sub) {
+                    Ok(opened) => {
+                        let mut arrays = opened.raid.arrays.into_iter();
+                        for (target, lun) in opened.targets.into_iter().zip(&added) {
+                            let array = arrays.next().flatten();
+                            let record = LunRecord::from_config(lun);
+                            let target = Arc::try_unwrap(target).unwrap_or_else(|t| {
+                                // Only this function holds it; a clone would be a bug.
+                                tracing::error!("new LUN target unexpectedly shared");
+                                self.new_target(t.slot, LunState::detached(), None, 0)
+                            });
+                            let t = self.insert_target(target, array, record);
+                            self.by_slot[lun.slot as usize] = t as u16;
+                            self.live.push(t as u16);
+                            self.book.config.luns.push(lun.clone());
+                            applied.push(format!("LUN {} added", lun.slot));
+                        }
+                        self.announce();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a LUN added to the file cannot be opened");
+                        restart.push("new LUNs (one cannot be opened: see the log)");
+                    }
+                }
+            }
+        }
+        let summary = format!(
+            "applied: {}; needs a restart: {}",
+            if applied.is_empty() {
+                "nothing".to_string()
+            } else {
+                applied.join(", ")
+            },
+            if restart.is_empty() {
+                "nothing".to_string()
+            } else {
+                restart.join(", ")
+            }
+        );
+        tracing::info!(%summary, "configuration reloaded (SIGHUP)");
+        summary
     }
 }
 
@@ -667,7 +843,9 @@ mod tests {
     fn disk_names_accept_ranges_and_the_shelf_prefix() {
         assert_eq!(parse_disks(&["7.0-3"], 7).unwrap(), vec![0, 1, 2, 3]);
         assert_eq!(parse_disks(&["4", "7.6"], 7).unwrap(), vec![4, 6]);
-        assert!(parse_disks(&["8.0"], 7).unwrap_err().contains("not on shelf 7"));
+        assert!(parse_disks(&["8.0"], 7)
+            .unwrap_err()
+            .contains("not on shelf 7"));
         assert!(parse_disks(&["7.3-1"], 7).is_err());
         assert!(parse_disks(&["1", "1"], 7).unwrap_err().contains("twice"));
         assert!(parse_disks(&["x"], 7).is_err());

@@ -49,7 +49,9 @@ impl Worker {
                 gb(size.unwrap_or(0)),
                 if up { "up" } else { "down" }
             );
-            disks.push(json!({"disk": format!("{shelf}.{d}"), "bytes": size.unwrap_or(0), "up": up}));
+            disks.push(
+                json!({"disk": format!("{shelf}.{d}"), "bytes": size.unwrap_or(0), "up": up}),
+            );
         }
         if text.is_empty() {
             text = "no disks (add them under 'disks:' in the configuration)\n".into();
@@ -76,8 +78,10 @@ impl Worker {
                 format!("{shelf}.{d}"),
                 path.display()
             );
-            disks.push(json!({"disk": format!("{shelf}.{d}"), "bytes": size, "use": use_text,
-                "path": path.display().to_string()}));
+            disks.push(
+                json!({"disk": format!("{shelf}.{d}"), "bytes": size, "use": use_text,
+                "path": path.display().to_string()}),
+            );
         }
         Answer {
             text,
@@ -96,7 +100,11 @@ impl Worker {
             };
             let target = &self.targets[t];
             let size = target.sectors * 512;
-            let online = if self.book.is_online(t) { "online" } else { "offline" };
+            let online = if self.book.is_online(t) {
+                "online"
+            } else {
+                "offline"
+            };
             let _ = writeln!(text, "{:>3} {} {online} {}", r.slot, gb(size), r.label);
             let mut components = Vec::new();
             let (kind, state, percent) = match &self.arrays[t] {
@@ -107,7 +115,12 @@ impl Worker {
                 None => (r.kind.name(), "normal".to_string(), None),
             };
             let pct_text = percent.map(|p| format!(" {p:.2}%")).unwrap_or_default();
-            let _ = writeln!(text, "   {}.0 {} {kind} {state}{pct_text}", r.slot, gb(size));
+            let _ = writeln!(
+                text,
+                "   {}.0 {} {kind} {state}{pct_text}",
+                r.slot,
+                gb(size)
+            );
             match &self.arrays[t] {
                 Some(a) => {
                     for (i, role) in a.roles.iter().enumerate() {
@@ -143,9 +156,11 @@ impl Worker {
                         "state": "normal", "bytes": size, "disk": what}));
                 }
             }
-            luns.push(json!({"lun": r.slot, "bytes": size, "online": self.book.is_online(t),
+            luns.push(
+                json!({"lun": r.slot, "bytes": size, "online": self.book.is_online(t),
                 "label": r.label, "type": kind, "state": state, "percent": percent,
-                "components": components}));
+                "components": components}),
+            );
         }
         if text.is_empty() {
             text = "no LUNs\n".into();
@@ -228,9 +243,11 @@ impl Worker {
                 p.tx_frames,
                 drops
             );
-            paths.push(json!({"port": port.io.name(), "queue": port.queue, "mode": port.mode,
+            paths.push(
+                json!({"port": port.io.name(), "queue": port.queue, "mode": port.mode,
                 "rx_frames": p.rx_frames, "tx_frames": p.tx_frames, "rx_bytes": p.rx_bytes,
-                "tx_bytes": p.tx_bytes, "drops": drops}));
+                "tx_bytes": p.tx_bytes, "drops": drops}),
+            );
         }
         Answer {
             text,

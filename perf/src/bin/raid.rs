@@ -100,18 +100,13 @@ fn median(v: &mut [f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// The rate in a `ctl when` line ("1.0 rebuild 42.1% 35.2 MiB/s eta ..."), in MiB/s.
+/// The rate in a `ctl when` line ("0.0 rebuild 42.10% 36900 KBps 0:01:02 left"), in MiB/s.
 fn rate_of(when: &str) -> Option<f64> {
     let line = when.lines().find(|l| l.contains("rebuild"))?;
     let words: Vec<&str> = line.split_whitespace().collect();
-    let i = words.iter().position(|w| w.ends_with("/s"))?;
-    let v: f64 = words.get(i.checked_sub(1)?)?.parse().ok()?;
-    Some(match words[i] {
-        "KiB/s" => v / 1024.0,
-        "MiB/s" => v,
-        "GiB/s" => v * 1024.0,
-        _ => v / 1048576.0,
-    })
+    let i = words.iter().position(|w| *w == "KBps")?;
+    let kb: f64 = words.get(i.checked_sub(1)?)?.parse().ok()?;
+    Some(kb * 1000.0 / 1048576.0)
 }
 
 /// The rate logged by the last "rebuild finished" line, in MiB/s.
