@@ -6,7 +6,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(build-essential pkg-config iproute2 vblade aoetools tshark fio
           qemu-system-x86 busybox-static cpio xz-utils procps fonts-dejavu-core fuse3
-          libhwloc-dev libudev-dev iputils-ping curl systemd)
+          libhwloc-dev libudev-dev iputils-ping curl systemd bsdutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -553,3 +553,61 @@ fn notifies_ready_pings_the_watchdog_and_reloads_on_sighup() {
     assert_eq!(count("STOPPING=1"), 1, "{:?}", messages.lock().unwrap());
     assert!(count("RELOADING=1") >= 2);
 }
+
+#[test]
+fn interactive_console_completes_asks_before_destroying_and_keeps_history() {
+    require("script", "bsdutils");
+    let mut lab = Lab::new(1, 1500);
+    let cfg = shelf_yaml(&lab, 1, "");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let home = lab.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let console = format!(
+        "{} console -s {}",
+        binary().display(),
+        lab.dir.join("admin.sock").display()
+    );
+    // `script` gives the console a terminal; keys are typed one line at a time.
+    let mut child = Command::new("script")
+        .args(["-qec", &console, "/dev/null"])
+        .env("HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    for line in [
+        "rel\t\n",
+        "make 1 jbod 7.0\n",
+        "n\n",
+        "make 1 jbod 7.0\n",
+        "y\n",
+        "list -l\n",
+        "quit\n",
+    ] {
+        std::thread::sleep(Duration::from_millis(400));
+        use std::io::Write;
+        keys.write_all(line.as_bytes()).unwrap();
+    }
+    drop(keys);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    println!("{text}");
+    assert!(text.contains("ethershelf shelf 7> "), "prompt: {text}");
+    assert!(
+        text.contains("ethershelf-"),
+        "Tab completed 'rel' to 'release': {text}"
+    );
+    assert!(
+        text.contains("Continue? [n]") && text.contains("cancelled"),
+        "{text}"
+    );
+    assert!(text.contains("LUN 1 made: jbod"), "{text}");
+    assert!(text.contains("1.0.0 normal"), "{text}");
+    let history = std::fs::read_to_string(home.join(".ethershelf_history")).unwrap();
+    assert!(
+        history.contains("release") && history.contains("list -l"),
+        "{history}"
+    );
+    assert!(lab.stop().success());
+}
