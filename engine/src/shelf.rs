@@ -125,7 +125,7 @@ pub fn open_luns(config: &Config) -> Result<OpenedLuns, ShelfError> {
     let mut arrays = Vec::new();
     for lun in &config.luns {
         let (shelf, slot) = (config.shelf, lun.slot);
-        let state_path = config.state_dir.join(format!("lun-{shelf}.{slot}.json"));
+        let state_path = crate::lun::state_path(&config.state_dir, shelf, slot);
         let state =
             LunState::open(state_path.clone(), &lun.mask).map_err(|source| ShelfError::State {
                 shelf,

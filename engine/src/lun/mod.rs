@@ -8,7 +8,7 @@ mod persist;
 mod registry;
 mod state;
 
-pub use persist::{write_atomic, PersistError, StateFile};
+pub use persist::{state_path, write_atomic, PersistError, StateFile};
 pub use registry::{Book, LunKind, LunRecord, BOOK_FILE};
 pub use state::{AccessLists, ConfigOutcome, LunState, MaskOutcome, ReserveOutcome, MASK_LIST_MAX};
 

@@ -6,6 +6,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Where the state of LUN `shelf.slot` lives inside `state_dir`.
+pub fn state_path(state_dir: &Path, shelf: u16, slot: u8) -> PathBuf {
+    state_dir.join(format!("lun-{shelf}.{slot}.json"))
+}
+
 /// Persisted state of one LUN.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateFile {

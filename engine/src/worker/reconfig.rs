@@ -185,11 +185,7 @@ impl Worker {
     }
 
     fn fresh_state(&self, slot: u8) -> Result<LunState, String> {
-        let path = self
-            .book
-            .config
-            .state_dir
-            .join(format!("lun-{}.{slot}.json", self.shelf));
+        let path = crate::lun::state_path(&self.book.config.state_dir, self.shelf, slot);
         // A new LUN starts with an empty config string, mask and reservation.
         let _ = std::fs::remove_file(&path);
         LunState::open(path, &[]).map_err(|e| e.to_string())
