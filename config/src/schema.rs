@@ -81,6 +81,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub cpus: Vec<Spanned<u32>>,
     #[serde(default)]
+    pub workers: Option<Spanned<u32>>,
+    #[serde(default)]
     pub luns: Vec<RawLun>,
 }
 
@@ -177,6 +179,8 @@ pub struct Config {
     /// Cores the workers may be pinned to, in order of preference (empty: chosen from the
     /// machine's topology).
     pub cpus: Vec<usize>,
+    /// Worker threads at most (`None`: one per receive queue, up to the usable cores).
+    pub workers: Option<usize>,
     /// The exported LUNs.
     pub luns: Vec<Lun>,
 }

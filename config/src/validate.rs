@@ -12,6 +12,9 @@ use std::path::PathBuf;
 /// Most MACs a mask list holds (AoE's Dir Count is one byte).
 pub const MASK_LIST_MAX: usize = 255;
 
+/// Most worker threads a shelf runs.
+const MAX_WORKERS: u32 = 256;
+
 fn err<T>(origin: &str, s: &Spanned<T>, message: impl Into<String>) -> ConfigError {
     ConfigError::at(origin, s.referenced.line(), s.referenced.column(), message)
 }
@@ -168,6 +171,19 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         }
         cpus.push(c.value as usize);
     }
+    let workers = match &raw.workers {
+        None => None,
+        Some(w) if (1..=MAX_WORKERS).contains(&w.value) => Some(w.value as usize),
+        Some(w) => {
+            return Err(err(
+                origin,
+                w,
+                format!(
+                    "workers must be 1..{MAX_WORKERS} (leave it out for one per receive queue, up to the usable cores)"
+                ),
+            ))
+        }
+    };
     let mut luns = Vec::new();
     let mut seen_slots = HashMap::new();
     for l in raw.luns {
@@ -257,6 +273,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         admin_socket,
         metrics,
         cpus,
+        workers,
         luns,
     })
 }

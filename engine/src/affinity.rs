@@ -54,56 +54,84 @@ fn node_cpus(topology: &Topology, node: usize) -> Vec<usize> {
 /// Picks the core for the worker serving `interfaces`. `configured` (the config's `cpus`)
 /// wins when one of its cores is allowed.
 pub fn choose(interfaces: &[String], configured: &[usize]) -> Option<CoreChoice> {
-    let allowed = allowed_cpus();
-    if allowed.is_empty() {
-        return None;
-    }
-    if !configured.is_empty() {
-        return match configured.iter().find(|c| allowed.contains(c)) {
-            Some(&cpu) => Some(CoreChoice {
-                cpu,
-                why: "configured (cpus)".into(),
-            }),
-            None => {
-                tracing::warn!(configured = ?configured, allowed = ?allowed, "none of the configured cpus may be used by this process; choosing from the topology");
-                choose_from(interfaces, &allowed)
-            }
-        };
-    }
-    choose_from(interfaces, &allowed)
+    choose_many(interfaces, configured, 1).into_iter().next()
 }
 
-fn choose_from(interfaces: &[String], allowed: &[usize]) -> Option<CoreChoice> {
-    // The highest allowed CPU: CPU 0 usually takes most housekeeping interrupts.
-    let last = |cpus: &[usize]| cpus.iter().copied().filter(|c| allowed.contains(c)).max();
+/// Picks up to `n` distinct cores for the workers serving `interfaces`, best first: the
+/// configured `cpus` that are allowed, in their order; else the allowed cores of the NIC's
+/// NUMA node, then the other allowed cores (highest first: CPU 0 usually takes most
+/// housekeeping interrupts). Fewer than `n` when fewer cores may be used.
+pub fn choose_many(interfaces: &[String], configured: &[usize], n: usize) -> Vec<CoreChoice> {
+    let allowed = allowed_cpus();
+    if allowed.is_empty() || n == 0 {
+        return Vec::new();
+    }
+    if !configured.is_empty() {
+        let usable: Vec<CoreChoice> = configured
+            .iter()
+            .filter(|c| allowed.contains(c))
+            .take(n)
+            .map(|&cpu| CoreChoice {
+                cpu,
+                why: "configured (cpus)".into(),
+            })
+            .collect();
+        if !usable.is_empty() {
+            return usable;
+        }
+        tracing::warn!(configured = ?configured, allowed = ?allowed, "none of the configured cpus may be used by this process; choosing from the topology");
+    }
+    ranked(interfaces, &allowed).into_iter().take(n).collect()
+}
+
+/// Every allowed core, best first, each with the reason for its place.
+fn ranked(interfaces: &[String], allowed: &[usize]) -> Vec<CoreChoice> {
+    let mut by_preference: Vec<usize> = allowed.to_vec();
+    by_preference.sort_unstable_by(|a, b| b.cmp(a));
     let topology = match Topology::new() {
         Ok(t) => t,
         Err(e) => {
-            return last(allowed).map(|cpu| CoreChoice {
-                cpu,
-                why: format!("hwloc could not read the topology ({e}); highest allowed core"),
-            })
+            return by_preference
+                .into_iter()
+                .map(|cpu| CoreChoice {
+                    cpu,
+                    why: format!("hwloc could not read the topology ({e}); highest allowed core"),
+                })
+                .collect()
         }
     };
     let node = interfaces.iter().find_map(|i| nic_numa_node(i));
-    if let Some(node) = node {
-        if let Some(cpu) = last(&node_cpus(&topology, node)) {
-            return Some(CoreChoice {
-                cpu,
-                why: format!("on NUMA node {node}, where the NIC is"),
-            });
-        }
-    }
+    let near: Vec<usize> = node.map_or_else(Vec::new, |n| node_cpus(&topology, n));
     let nodes = topology.objects_with_type(ObjectType::NUMANode).count();
-    last(allowed).map(|cpu| CoreChoice {
-        cpu,
-        why: match node {
-            Some(n) => format!("NIC on NUMA node {n} but none of its cores is allowed; highest allowed core"),
-            None => format!(
-                "the NIC reports no NUMA node ({nodes} node(s) on this machine); highest allowed core"
+    let mut out: Vec<CoreChoice> = by_preference
+        .iter()
+        .filter(|c| near.contains(c))
+        .map(|&cpu| CoreChoice {
+            cpu,
+            why: format!(
+                "on NUMA node {}, where the NIC is",
+                node.unwrap_or_default()
             ),
-        },
-    })
+        })
+        .collect();
+    for &cpu in &by_preference {
+        if near.contains(&cpu) {
+            continue;
+        }
+        out.push(CoreChoice {
+            cpu,
+            why: match node {
+                Some(n) if out.is_empty() => format!(
+                    "NIC on NUMA node {n} but none of its cores is allowed; highest allowed core"
+                ),
+                Some(n) => format!("NIC on NUMA node {n}, whose allowed cores are taken; next allowed core"),
+                None => format!(
+                    "the NIC reports no NUMA node ({nodes} node(s) on this machine); highest allowed core"
+                ),
+            },
+        });
+    }
+    out
 }
 
 /// Pins the calling thread to `cpu`; returns false (and the log says why) when it cannot.
@@ -134,5 +162,26 @@ mod tests {
         assert_eq!(c.why, "configured (cpus)");
         let c = choose(&["lo".into()], &[9999]).unwrap();
         assert!(allowed.contains(&c.cpu));
+    }
+
+    #[test]
+    fn many_cores_are_distinct_allowed_and_start_with_the_single_choice() {
+        let allowed = allowed_cpus();
+        let many = choose_many(&["lo".into()], &[], allowed.len() + 3);
+        assert_eq!(many.len(), allowed.len(), "{many:?}");
+        let mut cpus: Vec<usize> = many.iter().map(|c| c.cpu).collect();
+        assert_eq!(many[0], choose(&["lo".into()], &[]).unwrap());
+        cpus.sort_unstable();
+        cpus.dedup();
+        assert_eq!(cpus, allowed);
+        let first = allowed[0];
+        let configured = choose_many(&["lo".into()], &[9999, first], 4);
+        assert_eq!(
+            configured.len(),
+            1,
+            "only allowed configured cores: {configured:?}"
+        );
+        assert_eq!(configured[0].cpu, first);
+        assert!(choose_many(&["lo".into()], &[], 0).is_empty());
     }
 }

@@ -246,6 +246,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 admin_socket: state_dir.join(format!("admin-{shelf}.{slot}.sock")),
                 metrics: MetricsListen::Off,
                 cpus: vec![],
+                workers: None,
                 state_dir,
                 buffer_count: DEFAULT_BUFFER_COUNT,
                 disks: vec![],

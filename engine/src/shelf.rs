@@ -9,13 +9,27 @@ use crate::store::{Backing, BackingOptions};
 use crate::wire::max_sectors_for_mtu;
 use crate::worker::admin::{AdminLink, AdminRequest};
 use crate::worker::console::ShelfBook;
-use crate::worker::{RaidSetup, Target, Worker, WorkerPort};
+use crate::worker::{RaidSetup, SlabHandle, Target, Worker, WorkerPort};
 use ethershelf_config::{Backend, Config, MetricsListen, WriteCache, DEFAULT_METRICS_LISTEN};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 /// Frame buffers per worker: in-flight requests across all LUNs and ports.
 pub const WORKER_SLOTS: usize = 512;
+
+/// How many workers serve `ports`: one per receive queue (a queue worker for each queue
+/// beyond the first), capped by `configured` and by the cores that may be used.
+pub fn worker_count(ports: &[WorkerPort], configured: Option<usize>, usable_cores: usize) -> usize {
+    let queues = ports
+        .iter()
+        .map(|p| p.queue as usize + 1)
+        .max()
+        .unwrap_or(1);
+    queues
+        .min(configured.unwrap_or(usize::MAX))
+        .min(usable_cores)
+        .max(1)
+}
 
 /// The shelf could not start.
 #[derive(Debug, thiserror::Error)]
@@ -398,8 +412,10 @@ fn start_metrics(config: &Config, link: &WorkerLink) -> Result<(), ShelfError> {
 /// With `reload_from`, SIGHUP re-reads that file and applies what can change live.
 pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(), ShelfError> {
     // Pin first, so the worker's buffers and rings are allocated on its core's NUMA node.
+    // The cores are ranked before: once pinned, this thread may use only its own.
     let interfaces: Vec<String> = config.ports.iter().map(|p| p.interface.clone()).collect();
-    let pinned = match crate::affinity::choose(&interfaces, &config.cpus) {
+    let cores = crate::affinity::choose_many(&interfaces, &config.cpus, usize::MAX);
+    let pinned = match cores.first() {
         Some(choice) if crate::affinity::pin_current(choice.cpu) => {
             tracing::info!(worker = 0, cpu = choice.cpu, why = %choice.why, "worker pinned");
             Some(choice.cpu)
@@ -416,6 +432,18 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
         tracing::warn!("no LUNs yet: make them from the console (ethershelf console)");
     }
     let ports = open_ports(config)?;
+    let wanted = worker_count(&ports, config.workers, usize::MAX);
+    let workers = worker_count(&ports, config.workers, cores.len().max(1));
+    if workers < wanted {
+        tracing::info!(
+            queues = wanted,
+            workers,
+            "fewer usable cores than receive queues: workers serve several queues"
+        );
+    }
+    let (stop_rx, stop_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
+    let mut spread = crate::worker::spread(ports, workers, WORKER_SLOTS, stop_rx.as_raw_fd())
+        .map_err(ShelfError::Worker)?;
     let opened = open_luns(config)?;
     let targets = opened.targets;
     let shelf_book = ShelfBook {
@@ -437,7 +465,6 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
         source,
     })?;
     wake_rx.set_nonblocking(true).map_err(ShelfError::Worker)?;
-    let (stop_rx, stop_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::low_level::pipe::register(
             sig,
@@ -445,10 +472,13 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
         )
         .map_err(ShelfError::Worker)?;
     }
+    let queue_workers = std::mem::take(&mut spread.queue_workers);
     let mut worker = Worker::new(
-        ports,
+        spread.views,
+        spread.links,
+        SlabHandle::new(spread.slab),
+        spread.per_worker,
         targets,
-        WORKER_SLOTS,
         stop_rx.as_raw_fd(),
         opened.raid,
         Some(AdminLink {
@@ -470,11 +500,33 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
         crate::systemd::start_watchdog(link.try_clone().map_err(ShelfError::Worker)?, interval)
             .map_err(ShelfError::Worker)?;
     }
+    let mut queue_threads = Vec::new();
+    for mut qw in queue_workers {
+        let core = cores.get(qw.index).cloned();
+        let thread = std::thread::Builder::new()
+            .name(format!("queue-{}", qw.index))
+            .spawn(move || {
+                match core {
+                    Some(c) if crate::affinity::pin_current(c.cpu) => {
+                        tracing::info!(worker = qw.index, cpu = c.cpu, why = %c.why, "worker pinned");
+                        qw.set_cpu(Some(c.cpu));
+                    }
+                    _ => tracing::warn!(worker = qw.index, "queue worker runs unpinned"),
+                }
+                if let Err(e) = qw.run() {
+                    tracing::error!(worker = qw.index, error = %e, "queue worker failed; its queues are no longer served");
+                }
+                qw.log_paths();
+            })
+            .map_err(ShelfError::Worker)?;
+        queue_threads.push(thread);
+    }
     worker.announce();
     tracing::info!(
         shelf = config.shelf,
         luns = config.luns.len(),
         ports = config.ports.len(),
+        workers,
         buffer_count = config.buffer_count,
         "serving"
     );
@@ -485,6 +537,10 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
     ));
     let result = worker.run();
     crate::systemd::notify("STOPPING=1");
+    worker.close_peers();
+    for t in queue_threads {
+        let _ = t.join();
+    }
     worker.log_paths();
     tracing::info!(stats = %worker.stats, "stopped");
     drop(stop_rx);

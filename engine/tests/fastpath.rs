@@ -44,9 +44,36 @@ fn two_ports_two_queues(mode: &'static str) {
         up.iter().all(|l| l.contains(&format!("mode=\"{mode}\""))),
         "{up:?}"
     );
+    // One worker per receive queue, up to the usable cores: AF_XDP has two queues per port,
+    // AF_PACKET one socket per port.
+    let cores = usable_cores();
+    let expected_workers = if mode == "xdp" { cores.min(2) } else { 1 };
     let pinned = lab.log_lines("worker pinned");
-    assert_eq!(pinned.len(), 1, "{}", lab.log_text());
-    assert!(pinned[0].contains("cpu=") && pinned[0].contains("why="));
+    assert_eq!(pinned.len(), expected_workers, "{}", lab.log_text());
+    let mut pinned_cpus: Vec<String> = pinned
+        .iter()
+        .map(|l| {
+            assert!(l.contains("why="), "{l}");
+            l.split(" cpu=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    pinned_cpus.dedup();
+    assert_eq!(
+        pinned_cpus.len(),
+        expected_workers,
+        "workers share a core: {pinned:?}"
+    );
+    assert!(
+        lab.log_lines("serving")[0].contains(&format!("workers={expected_workers}")),
+        "{}",
+        lab.log_text()
+    );
 
     let ifs = lab.gather_host_links();
     lab.steer_host_queues(2);
@@ -94,6 +121,29 @@ fn two_ports_two_queues(mode: &'static str) {
     for p in job["paths"].as_array().unwrap() {
         assert!(p["share"].as_f64().unwrap() > 0.2, "path unused: {job}");
     }
+    // Every path and worker shows in the metrics: frames per (port, queue) and the core of
+    // each worker.
+    let metrics = lab.metrics();
+    for q in 0..(if mode == "xdp" { 2 } else { 1 }) {
+        let owner = q % expected_workers;
+        let series = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("ethershelf_path_rx_frames_total")
+                    && l.contains(&format!("queue=\"{q}\""))
+                    && l.contains(&format!("worker=\"{owner}\""))
+            })
+            .unwrap_or_else(|| panic!("no rx series for queue {q} on worker {owner}:\n{metrics}"));
+        let value: f64 = series.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value > 1000.0, "{series}");
+    }
+    for w in 0..expected_workers {
+        let cpu = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("ethershelf_worker_cpu{{worker=\"{w}\"")))
+            .unwrap_or_else(|| panic!("no cpu of worker {w}:\n{metrics}"));
+        assert!(!cpu.ends_with(" -1"), "worker {w} unpinned: {cpu}");
+    }
     assert!(lab.stop().success());
 
     let counts = path_counts(&lab);
@@ -106,8 +156,9 @@ fn two_ports_two_queues(mode: &'static str) {
         );
     }
     if mode == "xdp" {
-        let queues: Vec<u32> = counts.iter().map(|c| c.1).collect();
-        assert_eq!(queues, vec![0, 1, 0, 1], "{counts:?}");
+        let mut queues: Vec<u32> = counts.iter().map(|c| c.1).collect();
+        queues.sort_unstable();
+        assert_eq!(queues, vec![0, 0, 1, 1], "{counts:?}");
     }
 }
 

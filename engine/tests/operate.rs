@@ -306,21 +306,7 @@ fn console_refuses_bad_commands_clearly_and_its_changes_survive_a_restart() {
 
 /// Scrapes /metrics inside the shelf namespace and parses it.
 fn scrape(lab: &Lab) -> prometheus_parse::Scrape {
-    let o = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.shelf_ns,
-            "curl",
-            "-sf",
-            "--max-time",
-            "10",
-        ])
-        .arg("http://127.0.0.1:9478/metrics")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "scrape failed: {o:?}");
-    let text = String::from_utf8(o.stdout).unwrap();
+    let text = lab.metrics();
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
         .unwrap_or_else(|e| panic!("scrape does not parse: {e}\n{text}"))
 }

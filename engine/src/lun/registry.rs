@@ -284,6 +284,9 @@ impl Book {
         if !config.cpus.is_empty() {
             let _ = writeln!(y, "cpus: {:?}", config.cpus);
         }
+        if let Some(w) = config.workers {
+            let _ = writeln!(y, "workers: {w}");
+        }
         let _ = writeln!(
             y,
             "rebuild: {{ min_rate: {}, max_rate: {} }}",

@@ -86,7 +86,9 @@ impl Worker {
                     let _ = reply.send(self.snapshot());
                 }
                 AdminRequest::Ping(reply) => {
-                    let _ = reply.send(());
+                    if self.queue_workers_alive() {
+                        let _ = reply.send(());
+                    }
                 }
                 AdminRequest::Reload(config, reply) => {
                     let _ = reply.send(self.apply_reload(*config));
@@ -410,15 +412,15 @@ impl Worker {
         let paths = self
             .ports
             .iter()
-            .zip(&self.paths)
-            .map(|(port, stats)| {
-                let io = port.io.counters();
+            .enumerate()
+            .map(|(i, port)| {
+                let (stats, io, worker) = self.path_counters(i);
                 PathSample {
-                    port: port.io.name().to_string(),
+                    port: port.name.clone(),
                     queue: port.queue,
                     mode: port.mode,
-                    worker: 0,
-                    stats: *stats,
+                    worker,
+                    stats,
                     copies: io.copies,
                     kernel_drops: io.kernel_drops,
                 }
@@ -466,23 +468,64 @@ impl Worker {
         }
         Snapshot {
             shelf,
-            workers: vec![WorkerSample {
-                cpu: self.cpu,
-                submissions: self.submissions,
-                in_flight: self.in_flight as u64,
-                slots: self.slots.len() as u64,
-                slots_in_use: (self.slots.len() - self.free.len()) as u64,
-                spin_hits: self.stats.spin_hits,
-                ordered_waits: self.stats.ordered_waits,
-                direct_fallbacks: self.stats.direct_fallbacks,
-                tx_errors: self.stats.tx_errors,
-            }],
+            workers: self.worker_samples(),
             paths,
             luns,
             members,
             arrays,
             spares: self.spares.len() as u64,
         }
+    }
+
+    /// This worker's sample, then one per queue worker (from what it published).
+    fn worker_samples(&self) -> Vec<WorkerSample> {
+        let mut workers = vec![WorkerSample {
+            cpu: self.cpu,
+            submissions: self.submissions,
+            in_flight: self.in_flight as u64,
+            slots: self.per_worker as u64,
+            slots_in_use: (self.per_worker as usize - self.free.len()) as u64,
+            spin_hits: self.stats.spin_hits,
+            ordered_waits: self.stats.ordered_waits,
+            direct_fallbacks: self.stats.direct_fallbacks,
+            tx_errors: self.stats.tx_errors,
+        }];
+        for link in &self.peers {
+            let q = &link.shared;
+            workers.push(WorkerSample {
+                cpu: q.cpu(),
+                slots: q.slots,
+                slots_in_use: q.slots_in_use.load(std::sync::atomic::Ordering::Relaxed),
+                spin_hits: q.spin_hits.load(std::sync::atomic::Ordering::Relaxed),
+                tx_errors: q.paths.iter().map(|p| p.load().0.tx_errors).sum(),
+                ..WorkerSample::default()
+            });
+        }
+        workers
+    }
+
+    /// True unless a queue worker's loop has not moved for [`super::queue::STUCK_AFTER`] (it
+    /// wakes at least every 100 ms even when idle): a stuck one makes the shelf unhealthy.
+    fn queue_workers_alive(&mut self) -> bool {
+        let mut alive = true;
+        for link in &mut self.peers {
+            let now = link
+                .shared
+                .heartbeat
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if now != link.last_heartbeat {
+                link.last_heartbeat = now;
+                link.heartbeat_seen = std::time::Instant::now();
+            } else if link.heartbeat_seen.elapsed() > super::queue::STUCK_AFTER {
+                tracing::error!(
+                    worker = link.worker,
+                    "queue worker has not turned for {:?}",
+                    super::queue::STUCK_AFTER
+                );
+                alive = false;
+            }
+        }
+        alive
     }
 
     /// Records a clean stop on every array.

@@ -6,8 +6,12 @@
 //! the frame path allocates or takes a lock (LUN access lists are read through `ArcSwap`).
 
 pub mod admin;
+mod batch;
 pub mod console;
+mod handoff;
 mod ordering;
+mod port;
+pub mod queue;
 mod raid;
 mod reconfig;
 pub mod reply;
@@ -17,21 +21,22 @@ mod stats;
 mod target;
 
 pub use ordering::{Extent, WriteOrder};
-pub use slab::Slab;
+pub use port::{PortView, WorkerPort};
+pub use queue::{spread, QueueWorker, Spread};
+pub use slab::{Slab, SlabHandle};
 pub use stats::{PathStats, WorkerStats};
 pub use target::{firmware_version, Target};
 
 use crate::ata::{self, AtaCommand, AtaOutcome, ERROR_UNC};
 use crate::metrics::{monotonic_ns, DropReason, LunCounters};
-use crate::net::{FrameBuf, FrameIo};
 use crate::wire::*;
+use handoff::Message;
 use io_uring::{opcode, squeue, types, IoUring};
+use queue::QueueLink;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-/// Frames received per system call at most.
-const RX_BATCH: usize = 64;
 /// user_data kinds (top byte); the low bits say which slot, port or member.
 const UD_KIND: u64 = 0xFF << 56;
 const UD_IO: u64 = 1 << 56;
@@ -41,6 +46,7 @@ const UD_RAID: u64 = 4 << 56;
 const UD_SYNC: u64 = 5 << 56;
 const UD_TICK: u64 = 6 << 56;
 const UD_ADMIN: u64 = 7 << 56;
+const UD_PEER: u64 = 8 << 56;
 /// Microseconds a worker watches its rings before it sleeps.
 pub const DEFAULT_SPIN_MICROS: u64 = 50;
 /// Housekeeping ticks (RAID pacing, bitmap clearing) per second.
@@ -80,23 +86,14 @@ enum Op {
     Flush,
 }
 
-/// A port and what it advertises.
-pub struct WorkerPort {
-    /// Frame I/O.
-    pub io: Box<dyn FrameIo + Send>,
-    /// Sectors per frame advertised on this port.
-    pub max_sectors: u8,
-    /// Receive queue served (AF_XDP; 0 for AF_PACKET).
-    pub queue: u32,
-    /// "xdp" or "packet".
-    pub mode: &'static str,
-    /// Sends the interface's unsolicited announcements (one socket per interface does).
-    pub announces: bool,
-}
-
-/// One worker: ports, targets, buffers, ring.
+/// The LUN worker: every path's facts (and its own sockets), targets, buffers, ring, and the
+/// links to the queue workers that receive and send for the other queues.
 pub struct Worker {
-    ports: Vec<WorkerPort>,
+    ports: Vec<PortView>,
+    /// Links to the queue workers (worker k at index k - 1).
+    peers: Vec<QueueLink>,
+    /// Slots per worker partition (slot s belongs to worker s / per_worker).
+    per_worker: u32,
     /// Every LUN the worker knows (online or not; a removed LUN's entry stays until reused).
     targets: Vec<Arc<Target>>,
     /// Online targets: the ones discovery and the network see.
@@ -108,7 +105,7 @@ pub struct Worker {
     shelf: u16,
     ring: IoUring,
     fixed_buffers: bool,
-    slab: Slab,
+    slab: SlabHandle,
     free: Vec<u32>,
     slots: Vec<SlotState>,
     order: WriteOrder,
@@ -170,30 +167,32 @@ pub struct RaidSetup {
 const NO_TARGET: u16 = u16::MAX;
 
 impl Worker {
-    /// Builds a worker with `slots` frame buffers. `stop_fd` becomes readable to stop it.
+    /// Builds the LUN worker from the spread ports (its partition of the slab is slots
+    /// `0..per_worker`). `stop_fd` becomes readable to stop it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        ports: Vec<WorkerPort>,
+        ports: Vec<PortView>,
+        peers: Vec<QueueLink>,
+        slab: SlabHandle,
+        per_worker: usize,
         targets: Vec<Arc<Target>>,
-        slots: usize,
         stop_fd: RawFd,
         raid: RaidSetup,
         admin: Option<admin::AdminLink>,
         book: console::ShelfBook,
     ) -> io::Result<Worker> {
-        let max_frame = ports
-            .iter()
-            .map(|p| p.io.mtu() as usize + 14)
-            .max()
-            .unwrap_or(1514)
-            .max(1514);
-        let slab = Slab::new(slots, max_frame)?;
-        let ring = IoUring::new((slots + ports.len() + 4).next_power_of_two() as u32)?;
+        let slots = slab.slots();
+        let ring = IoUring::new(
+            (slots + ports.len() + peers.len() + 4)
+                .next_power_of_two()
+                .min(32768) as u32,
+        )?;
         let iov = libc::iovec {
             iov_base: slab.base() as *mut libc::c_void,
             iov_len: slab.len(),
         };
-        // SAFETY: the registered region is the slab, which lives as long as the worker and
-        // therefore as long as the ring (fields drop after use ends in `run`).
+        // SAFETY: the registered region is the shared slab, which the worker's handle keeps
+        // alive as long as the worker and therefore as long as the ring.
         let fixed_buffers = match unsafe { ring.submitter().register_buffers(&[iov]) } {
             Ok(()) => true,
             Err(e) => {
@@ -221,6 +220,8 @@ impl Worker {
         )?;
         Ok(Worker {
             ports,
+            peers,
+            per_worker: per_worker as u32,
             targets,
             live,
             by_slot,
@@ -229,7 +230,7 @@ impl Worker {
             ring,
             fixed_buffers,
             slab,
-            free: (0..slots as u32).rev().collect(),
+            free: (0..per_worker as u32).rev().collect(),
             slots: vec![SlotState::default(); slots],
             order: WriteOrder::new(slots + raid::SYNC_SLOTS),
             ready: Vec::with_capacity(slots),
@@ -256,6 +257,14 @@ impl Worker {
             batch_time: 0,
             cpu: None,
         })
+    }
+
+    /// Closes the rings to the queue workers (they finish sending and stop). `run` does this
+    /// on a clean stop; call it after an error too.
+    pub fn close_peers(&mut self) {
+        for p in &mut self.peers {
+            p.to.close();
+        }
     }
 
     /// Records the core the worker was pinned to (reported in metrics).
@@ -307,22 +316,49 @@ impl Worker {
         self.spin = spin;
     }
 
-    /// Logs each path's counters (and its frame I/O's own: copies, kernel drops).
+    /// Logs the counters of each path this worker owns (and its frame I/O's own: copies,
+    /// kernel drops); queue workers log theirs.
     pub fn log_paths(&self) {
         for (port, path) in self.ports.iter().zip(&self.paths) {
-            let io = port.io.counters();
-            tracing::info!(port = port.io.name(), queue = port.queue, mode = port.mode, stats = %path, copies = io.copies, kernel_drops = io.kernel_drops, too_long = io.too_long, "path stats");
+            let Some(io) = port.io.as_ref() else { continue };
+            let io = io.counters();
+            tracing::info!(port = %port.name, queue = port.queue, mode = port.mode, worker = 0, stats = %path, copies = io.copies, kernel_drops = io.kernel_drops, too_long = io.too_long, "path stats");
         }
+    }
+
+    /// Counters of path `port`: this worker's own for its sockets; for a queue worker's
+    /// socket, what that worker published, with the drops counted here while serving its
+    /// frames. Also says which worker owns the socket.
+    fn path_counters(&self, port: usize) -> (PathStats, crate::net::FrameIoCounters, usize) {
+        let view = &self.ports[port];
+        if let Some(io) = view.io.as_ref() {
+            return (self.paths[port], io.counters(), 0);
+        }
+        let published = view
+            .owner
+            .checked_sub(1)
+            .and_then(|k| self.peers.get(k))
+            .and_then(|link| link.shared.paths.iter().find(|p| p.port == port))
+            .map(|p| p.load())
+            .unwrap_or_default();
+        let (mut stats, io) = published;
+        stats.drops = self.paths[port].drops;
+        (stats, io, view.owner)
+    }
+
+    /// The worker that owns `slot` (0: this one).
+    fn slot_owner(&self, slot: u32) -> usize {
+        (slot / self.per_worker) as usize
     }
 
     /// Sends the unsolicited config announcement of every LUN on every port: broadcast, or
     /// unicast to each MAC of a non-empty mask list.
     pub fn announce(&mut self) {
         for port in 0..self.ports.len() {
-            if !self.ports[port].announces {
+            if !self.ports[port].announces || self.ports[port].io.is_none() {
                 continue;
             }
-            let mac = self.ports[port].io.mac();
+            let mac = self.ports[port].mac;
             let sectors = self.ports[port].max_sectors;
             for i in 0..self.live.len() {
                 let target = self.targets[self.live[i] as usize].clone();
@@ -380,7 +416,9 @@ impl Worker {
     }
 
     fn arm_poll(&mut self, port: usize) {
-        let fd = self.ports[port].io.poll_fd();
+        let Some(fd) = self.ports[port].io.as_ref().map(|io| io.poll_fd()) else {
+            return;
+        };
         let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
             .user_data(UD_POLL | port as u64);
@@ -412,18 +450,22 @@ impl Worker {
                 .user_data(UD_ADMIN);
             self.push_sqe(sqe);
         }
+        for k in 0..self.peers.len() {
+            self.arm_peer(k);
+        }
         let mut stopping = false;
         let mut completions: Vec<(u64, i32)> = Vec::with_capacity(self.slots.len() + nports + 4);
         loop {
             for p in 0..nports {
-                if !stopping && !armed[p] && !readable[p] {
+                if !stopping && !armed[p] && !readable[p] && self.ports[p].io.is_some() {
                     self.arm_poll(p);
                     armed[p] = true;
                 }
             }
             // Do not sleep while frames wait or injected completions are still to be handled.
             let busy = (!stopping && readable.iter().any(|r| *r) && !self.free.is_empty())
-                || !self.synthetic.is_empty();
+                || !self.synthetic.is_empty()
+                || self.peers.iter().any(|p| p.from.pending());
             let res = if busy {
                 self.ring.submit()
             } else {
@@ -432,7 +474,14 @@ impl Worker {
                 // and catching them here saves a sleep, a wake-up and a poll per batch.
                 match self.ring.submit() {
                     Ok(_) if !stopping && self.spin_for_work(&mut readable) => Ok(0),
-                    Ok(_) => self.ring.submit_and_wait(1),
+                    Ok(_) if !self.peers_may_sleep() => Ok(0),
+                    Ok(_) => {
+                        let r = self.ring.submit_and_wait(1);
+                        for p in &mut self.peers {
+                            p.from.awake();
+                        }
+                        r
+                    }
                     Err(e) => Err(e),
                 }
             };
@@ -461,6 +510,11 @@ impl Worker {
                             self.push_sqe(sqe);
                         }
                     }
+                    UD_PEER => {
+                        let k = (ud & 0xFFFF_FFFF) as usize;
+                        self.peers[k].from.clear_doorbell();
+                        self.arm_peer(k);
+                    }
                     UD_POLL => {
                         let p = (ud & 0xFFFF_FFFF) as usize;
                         armed[p] = false;
@@ -486,6 +540,7 @@ impl Worker {
                     _ => {}
                 }
             }
+            self.serve_peers(stopping);
             if !stopping {
                 for (p, r) in readable.iter_mut().enumerate() {
                     if *r && self.receive(p) {
@@ -496,25 +551,85 @@ impl Worker {
             self.flush_tx();
             if stopping && self.in_flight == 0 && self.order.pending() == 0 {
                 self.close_arrays();
+                for p in &mut self.peers {
+                    p.to.close();
+                }
                 return Ok(());
             }
         }
     }
 
-    /// Spins up to `spin` watching the completion queue and the receive rings that can be
-    /// read without a system call; true when there is work (readable ports are marked).
+    /// Polls the wake-up descriptor of queue worker `k + 1`'s ring.
+    fn arm_peer(&mut self, k: usize) {
+        let fd = self.peers[k].from.wake_fd();
+        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(UD_PEER | k as u64);
+        self.push_sqe(sqe);
+    }
+
+    /// Tells every queue worker's ring that this worker is going to sleep; false (and awake)
+    /// if one of them has messages after all.
+    fn peers_may_sleep(&mut self) -> bool {
+        let mut ok = true;
+        for p in &mut self.peers {
+            ok &= p.from.prepare_sleep();
+        }
+        if !ok {
+            for p in &mut self.peers {
+                p.from.awake();
+            }
+        }
+        ok
+    }
+
+    /// Handles what the queue workers handed over: received frames (served like frames of
+    /// this worker's own sockets; released unanswered once stopping) and returned slots.
+    fn serve_peers(&mut self, stopping: bool) {
+        for k in 0..self.peers.len() {
+            let mut stamped = false;
+            // At most one partition's worth per round, so no source starves the others.
+            for _ in 0..self.per_worker {
+                let Some(msg) = self.peers[k].from.pop() else {
+                    break;
+                };
+                match msg {
+                    Message::Frame { slot, port, len } if !stopping => {
+                        if !stamped {
+                            self.batch_time = monotonic_ns();
+                            stamped = true;
+                        }
+                        self.stats.rx_frames += 1;
+                        self.handle(port as usize, slot, len as usize);
+                    }
+                    Message::Frame { slot, .. } | Message::Free { slot } => self.release(slot),
+                    Message::Send { slot, .. } => self.release(slot),
+                }
+            }
+        }
+    }
+
+    /// Spins up to `spin` watching the completion queue, the queue workers' rings and the
+    /// receive rings that can be read without a system call; true when there is work
+    /// (readable ports are marked).
     fn spin_for_work(&mut self, readable: &mut [bool]) -> bool {
-        if self.spin.is_zero() || !self.ports.iter_mut().any(|p| p.io.rx_pending().is_some()) {
+        if self.spin.is_zero()
+            || (self.peers.is_empty()
+                && !self
+                    .ports
+                    .iter_mut()
+                    .any(|p| p.io.as_mut().is_some_and(|io| io.rx_pending().is_some())))
+        {
             return false;
         }
         let start = std::time::Instant::now();
         loop {
-            if !self.ring.completion().is_empty() {
+            if !self.ring.completion().is_empty() || self.peers.iter().any(|p| p.from.pending()) {
                 return true;
             }
             let mut found = false;
             for (p, port) in self.ports.iter_mut().enumerate() {
-                if port.io.rx_pending() == Some(true) {
+                if port.io.as_mut().and_then(|io| io.rx_pending()) == Some(true) {
                     readable[p] = true;
                     found = true;
                 }
@@ -535,63 +650,45 @@ impl Worker {
 
     /// Receives and handles frames from `port`; returns true once the socket is drained.
     fn receive(&mut self, port: usize) -> bool {
-        let mut bufs = [FrameBuf {
-            ptr: std::ptr::null_mut(),
-            len: 0,
-        }; RX_BATCH];
-        let mut ids = [0u32; RX_BATCH];
-        let mut lens = [0usize; RX_BATCH];
         for _round in 0..4 {
-            let want = self.free.len().min(RX_BATCH);
-            if want == 0 {
+            let Some(io) = self.ports[port].io.as_mut() else {
+                return true;
+            };
+            let r = batch::receive(
+                io.as_mut(),
+                &self.slab,
+                &mut self.free,
+                &mut self.paths[port],
+            );
+            if r.offered == 0 {
                 return false;
             }
-            let cap = self.slab.frame_capacity();
-            for i in 0..want {
-                let id = self.free.pop().unwrap_or_default();
-                ids[i] = id;
-                bufs[i] = FrameBuf {
-                    ptr: self.slab.frame_ptr(id as usize),
-                    len: cap,
-                };
-            }
-            // SAFETY: each buffer is a free slab slot owned by this worker, `cap` bytes long.
-            let got = match unsafe {
-                self.ports[port]
-                    .io
-                    .recv_batch(&bufs[..want], &mut lens[..want])
-            } {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(port = self.ports[port].io.name(), error = %e, "receive failed");
-                    0
-                }
-            };
-            for i in (got..want).rev() {
-                self.free.push(ids[i]);
-            }
-            if got > 0 {
+            if r.got > 0 {
                 self.batch_time = monotonic_ns();
-                let path = &mut self.paths[port];
-                path.rx_batches += 1;
-                path.rx_frames += got as u64;
-                path.rx_batch_max = path.rx_batch_max.max(got as u64);
-                path.rx_bytes += lens[..got].iter().sum::<usize>() as u64;
             }
-            for i in 0..got {
+            for i in 0..r.got {
                 self.stats.rx_frames += 1;
-                self.handle(port, ids[i], lens[i]);
+                self.handle(port, r.ids[i], r.lens[i]);
             }
-            if got < want {
+            if r.got < r.offered {
                 return true;
             }
         }
         false
     }
 
+    /// Gives `slot` back to its owner: this worker's free list, or the queue worker whose
+    /// partition it is in.
     fn release(&mut self, slot: u32) {
         self.slots[slot as usize].op = Op::Idle;
-        self.free.push(slot);
+        match self.slot_owner(slot) {
+            0 => self.free.push(slot),
+            k => {
+                if !self.peers[k - 1].to.push(Message::Free { slot }) {
+                    self.stats.handoff_full += 1;
+                }
+            }
+        }
     }
 
     fn send(&mut self, port: usize, slot: u32, len: usize) {
@@ -603,48 +700,20 @@ impl Worker {
             if self.tx[port].is_empty() {
                 continue;
             }
-            let mut start = 0;
-            while start < self.tx[port].len() {
-                let mut frames = [FrameBuf {
-                    ptr: std::ptr::null_mut(),
-                    len: 0,
-                }; RX_BATCH];
-                let chunk = &self.tx[port][start..(start + RX_BATCH).min(self.tx[port].len())];
-                let mut bytes = 0;
-                for (i, (slot, len)) in chunk.iter().enumerate() {
-                    frames[i] = FrameBuf {
-                        ptr: self.slab.frame_ptr(*slot as usize),
-                        len: *len,
-                    };
-                    bytes += *len as u64;
-                }
-                let n = chunk.len();
-                // SAFETY: each frame is a slab slot holding a built reply of `len` bytes, not
-                // freed until after this call.
-                match unsafe { self.ports[port].io.send_batch(&frames[..n]) } {
-                    Ok(sent) => {
-                        self.stats.tx_frames += sent as u64;
-                        self.paths[port].tx_frames += sent as u64;
-                        if sent == n {
-                            self.paths[port].tx_bytes += bytes;
-                        }
-                        if sent < n {
-                            self.stats.tx_errors += (n - sent) as u64;
-                            self.paths[port].tx_errors += (n - sent) as u64;
-                            tracing::debug!(
-                                port = self.ports[port].io.name(),
-                                failed = n - sent,
-                                "some replies could not be sent"
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        self.stats.tx_errors += n as u64;
-                        self.paths[port].tx_errors += n as u64;
-                        tracing::warn!(port = self.ports[port].io.name(), error = %e, "send failed");
-                    }
-                }
-                start += n;
+            if self.ports[port].io.is_none() {
+                self.hand_replies(port);
+                continue;
+            }
+            if let Some(io) = self.ports[port].io.as_mut() {
+                let n = self.tx[port].len() as u64;
+                let failed = batch::send(
+                    io.as_mut(),
+                    &self.slab,
+                    &self.tx[port],
+                    &mut self.paths[port],
+                );
+                self.stats.tx_frames += n - failed;
+                self.stats.tx_errors += failed;
             }
             let now = monotonic_ns();
             for i in 0..self.tx[port].len() {
@@ -654,11 +723,36 @@ impl Worker {
             }
             self.tx[port].clear();
         }
+        for p in &mut self.peers {
+            p.to.wake();
+        }
+    }
+
+    /// Hands the replies queued for `port` to the queue worker that owns its socket (it
+    /// sends them and frees the slots).
+    fn hand_replies(&mut self, port: usize) {
+        let owner = self.ports[port].owner;
+        let now = monotonic_ns();
+        for i in 0..self.tx[port].len() {
+            let (slot, len) = self.tx[port][i];
+            self.record_latency(slot, now);
+            self.slots[slot as usize].op = Op::Idle;
+            let msg = Message::Send {
+                slot,
+                port: port as u16,
+                len: len as u16,
+            };
+            if owner == 0 || !self.peers[owner - 1].to.push(msg) {
+                self.stats.handoff_full += 1;
+                self.release(slot);
+            }
+        }
+        self.tx[port].clear();
     }
 
     /// Handles one received frame in `slot`.
     fn handle(&mut self, port: usize, slot: u32, len: usize) {
-        let port_mac = self.ports[port].io.mac();
+        let port_mac = self.ports[port].mac;
         let frame = self.slab.frame(slot as usize);
         let len = len.min(frame.len());
         let Ok(view) = AoeFrame::new_checked(&frame[..len]) else {
@@ -742,7 +836,7 @@ impl Worker {
         t: u16,
     ) -> bool {
         let target = self.targets[t as usize].clone();
-        let port_mac = self.ports[port].io.mac();
+        let port_mac = self.ports[port].mac;
         let access = target.state.access();
         if !access.admits(req.src) {
             self.drop_frame(port, slot, DropReason::Masked);
@@ -762,7 +856,7 @@ impl Worker {
             self.send(port, slot, n);
             return true;
         }
-        let max_frame = self.ports[port].io.mtu() as usize + 14;
+        let max_frame = self.ports[port].max_frame();
         let sectors = self.ports[port].max_sectors;
         let result = match req.command {
             AoeCommand::Ata => {
@@ -831,7 +925,7 @@ impl Worker {
         reserved: bool,
     ) -> bool {
         let target = self.targets[t as usize].clone();
-        let port_mac = self.ports[port].io.mac();
+        let port_mac = self.ports[port].mac;
         let frame = self.slab.frame(slot as usize);
         let Ok(packet) = AtaPacket::new_checked(&frame[AOE_HEADER_LEN..len]) else {
             self.drop_frame(port, slot, DropReason::Truncated);
@@ -1043,7 +1137,7 @@ impl Worker {
         };
         let target = self.targets[s.target as usize].clone();
         let port = s.port as usize;
-        let port_mac = self.ports[port].io.mac();
+        let port_mac = self.ports[port].mac;
         let frame = self.slab.frame(slot as usize);
         let Ok(view) = AoeFrame::new_checked(&frame[..]) else {
             return self.release(slot);

@@ -755,6 +755,7 @@ impl Worker {
             (new.admin_socket != old.admin_socket, "admin socket"),
             (new.metrics != old.metrics, "metrics"),
             (new.cpus != old.cpus, "cpus"),
+            (new.workers != old.workers, "workers"),
             (new.buffer_count != old.buffer_count, "buffer_count"),
         ] {
             if changed {

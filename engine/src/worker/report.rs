@@ -207,7 +207,7 @@ impl Worker {
         let mut ports = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         for port in &self.ports {
-            let name = port.io.name().to_string();
+            let name = port.name.clone();
             if seen.contains(&name) {
                 continue;
             }
@@ -216,14 +216,14 @@ impl Worker {
                 .ok()
                 .and_then(|s| s.trim().parse::<i64>().ok())
                 .filter(|s| *s > 0);
-            let addr: String = port.io.mac().0.iter().map(|b| format!("{b:02x}")).collect();
+            let addr: String = port.mac.0.iter().map(|b| format!("{b:02x}")).collect();
             let _ = writeln!(
                 text,
                 "{name:<16} {addr:<14} {:<12} {}",
                 speed.map_or("unknown".into(), |s| format!("{s}/{s}")),
-                port.io.mtu()
+                port.mtu
             );
-            ports.push(json!({"name": name, "addr": addr, "mbps": speed, "mtu": port.io.mtu()}));
+            ports.push(json!({"name": name, "addr": addr, "mbps": speed, "mtu": port.mtu}));
         }
         let _ = writeln!(
             text,
@@ -231,20 +231,16 @@ impl Worker {
             "PATH", "QUEUE", "MODE", "RX FRAMES", "TX FRAMES", "DROPS"
         );
         let mut paths = Vec::new();
-        for (port, p) in self.ports.iter().zip(&self.paths) {
-            let drops: u64 = p.drops.iter().sum::<u64>() + port.io.counters().kernel_drops;
+        for (i, port) in self.ports.iter().enumerate() {
+            let (p, io, _) = self.path_counters(i);
+            let drops: u64 = p.drops.iter().sum::<u64>() + io.kernel_drops;
             let _ = writeln!(
                 text,
                 "{:<16} {:>5} {:<7} {:>12} {:>12} {:>8}",
-                port.io.name(),
-                port.queue,
-                port.mode,
-                p.rx_frames,
-                p.tx_frames,
-                drops
+                port.name, port.queue, port.mode, p.rx_frames, p.tx_frames, drops
             );
             paths.push(
-                json!({"port": port.io.name(), "queue": port.queue, "mode": port.mode,
+                json!({"port": port.name, "queue": port.queue, "mode": port.mode,
                 "rx_frames": p.rx_frames, "tx_frames": p.tx_frames, "rx_bytes": p.rx_bytes,
                 "tx_bytes": p.tx_bytes, "drops": drops}),
             );

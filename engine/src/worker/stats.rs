@@ -41,6 +41,8 @@ pub struct WorkerStats {
     pub ordered_waits: u64,
     /// Times spinning on the rings found frames without sleeping.
     pub spin_hits: u64,
+    /// Messages a hand-off ring refused (sized never to fill: nonzero is a bug).
+    pub handoff_full: u64,
 }
 
 impl WorkerStats {
@@ -59,10 +61,11 @@ impl fmt::Display for WorkerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rx={} tx={} tx_errors={} dropped={} (truncated={} response={} not_ours={} masked={} malformed={} ambiguous={}) silent_config={} reads={} writes={} flushes={} ata_errors={} aoe_errors={} direct_fallbacks={} ordered_waits={} spin_hits={}",
+            "rx={} tx={} tx_errors={} dropped={} (truncated={} response={} not_ours={} masked={} malformed={} ambiguous={}) silent_config={} reads={} writes={} flushes={} ata_errors={} aoe_errors={} direct_fallbacks={} ordered_waits={} spin_hits={} handoff_full={}",
             self.rx_frames, self.tx_frames, self.tx_errors, self.dropped(), self.drop_truncated, self.drop_response, self.drop_not_ours,
             self.drop_masked, self.drop_malformed, self.drop_ambiguous, self.silent_config, self.reads, self.writes, self.flushes,
-            self.ata_errors, self.aoe_errors, self.direct_fallbacks, self.ordered_waits, self.spin_hits
+            self.ata_errors, self.aoe_errors, self.direct_fallbacks, self.ordered_waits, self.spin_hits,
+            self.handoff_full
         )
     }
 }

@@ -116,6 +116,8 @@ impl Lab {
         );
         let shelf_ns = format!("es{id}s");
         run(&["ip", "netns", "add", &shelf_ns]);
+        // Loopback up: the shelf's default metrics endpoint (127.0.0.1:9478) binds there.
+        run(&["ip", "-n", &shelf_ns, "link", "set", "lo", "up"]);
         let dir = std::env::temp_dir().join(format!("es-lab-{id}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -164,6 +166,30 @@ impl Lab {
             lab.links.push((s, hi));
         }
         lab
+    }
+
+    /// The shelf's Prometheus text (default endpoint, inside the shelf namespace).
+    pub fn metrics(&self) -> String {
+        require("curl", "curl");
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.shelf_ns,
+                "curl",
+                "-sf",
+                "--max-time",
+                "10",
+            ])
+            .arg("http://127.0.0.1:9478/metrics")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "metrics scrape failed: {o:?}\n{}",
+            self.log_text()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     pub fn shelf_if(&self, i: usize) -> &str {
@@ -398,4 +424,9 @@ impl Drop for FaultFs {
         let _ = self.child.wait();
         let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
     }
+}
+
+/// Cores this process may run on (what the shelf spreads its workers over).
+pub fn usable_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
