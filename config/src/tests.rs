@@ -155,6 +155,16 @@ fn out_of_range_values_say_what_is_right() {
     assert!(text.contains("max_sectors 0"), "{text}");
     let (_, _, text) = error_of("shelf: 1\nbuffer_count: 1\nports: [{ interface: a }]\n");
     assert!(text.contains("buffer_count 1"), "{text}");
+    let (line, col, text) = error_of("shelf: 1\nports: [{ interface: a }]\nworkers: 0\n");
+    assert_eq!((line, col), (3, 10));
+    assert!(text.contains("workers must be 1..256"), "{text}");
+    let c = parse(
+        "shelf: 1\nports: [{ interface: a }]\nworkers: 2\n",
+        "w.yaml",
+    )
+    .unwrap();
+    assert_eq!(c.workers, Some(2));
+    assert_eq!(parse(GOOD, "good.yaml").unwrap().workers, None);
 }
 
 #[test]

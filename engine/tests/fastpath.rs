@@ -277,3 +277,176 @@ fn auto_mode_says_what_it_chose_and_why() {
     assert!(up[0].contains("why=auto:"), "{}", up[0]);
     assert!(lab.stop().success());
 }
+
+/// aoebench verify (randrw 16k QD8, two jobs on two CPUs, so both queues carry frames)
+/// against LUN `target` through `ifs` from host 0 for `secs`; returns aoebench's JSON job.
+fn verify_load(lab: &Lab, target: &str, ifs: &str, secs: u32) -> serde_json::Value {
+    let o = Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[0], "timeout", "120"])
+        .arg(aoebench())
+        .args([
+            "run",
+            "--target",
+            target,
+            "--if",
+            ifs,
+            "--rw",
+            "randrw",
+            "--bs",
+            "16k",
+            "--iodepth",
+            "8",
+            "--numjobs",
+            "2",
+            "--cpus",
+            "0,1",
+            "--runtime",
+        ])
+        .arg(format!("{secs}s"))
+        .args([
+            "--size",
+            "32m",
+            "--verify",
+            "crc32c",
+            "--output-format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "aoebench failed: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    doc["jobs"][0].clone()
+}
+
+/// A RAID-10 LUN served by two workers (queue 1's frames cross to the LUN worker and back):
+/// verify passes, a member failure under load is survived, and a stop in the middle of load
+/// ends every worker promptly and cleanly.
+#[test]
+fn xdp_raid10_across_two_workers_verifies_survives_a_failure_and_stops_under_load() {
+    let mut lab = Lab::with_queues(1, 9000, 2);
+    lab.mode = "xdp";
+    let disks: Vec<_> = (0..4)
+        .map(|i| lab.disk(&format!("d{i}.img"), 48 << 20))
+        .collect();
+    let mut y = format!(
+        "shelf: 5\nstate_dir: {}\nadmin: {{ socket: {} }}\nworkers: 2\nports:\n  - {{ interface: {}, mode: xdp }}\ndisks:\n",
+        lab.dir.join("state").display(),
+        lab.dir.join("admin.sock").display(),
+        lab.shelf_if(0)
+    );
+    for d in &disks {
+        y += &format!("  - {}\n", d.display());
+    }
+    y += "luns:\n  - slot: 1\n    raid10: { disks: [0, 1, 2, 3], clean: true }\n";
+    let cfg = lab.dir.join("shelf.yaml");
+    std::fs::write(&cfg, y).unwrap();
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let cores = usable_cores();
+    let workers = cores.min(2);
+    assert_eq!(
+        lab.log_lines("worker pinned").len(),
+        workers,
+        "{}",
+        lab.log_text()
+    );
+    let ifs = lab.host_if(0).to_string();
+    lab.steer_host_queues(2);
+
+    let job = verify_load(&lab, "5.1", &ifs, 3);
+    assert_eq!(job["errors"], 0, "{job}");
+    assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
+    assert!(job["verified_blocks"].as_u64().unwrap() > 300, "{job}");
+
+    // A member fails while both queues carry load: the array degrades, nothing is lost.
+    let sock = lab.dir.join("admin.sock");
+    let ctl = |line: &str| {
+        let o = Command::new(binary())
+            .args(["ctl", "-s", sock.to_str().unwrap()])
+            .args(line.split_whitespace())
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let failer = {
+        let sock = sock.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            Command::new(binary())
+                .args(["ctl", "-s", sock.to_str().unwrap(), "fail", "1.0.2"])
+                .output()
+                .unwrap()
+        })
+    };
+    let job = verify_load(&lab, "5.1", &ifs, 3);
+    let failed = failer.join().unwrap();
+    assert!(failed.status.success(), "fail: {failed:?}");
+    assert_eq!(job["errors"], 0, "{job}");
+    assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
+    assert!(ctl("list -l").contains("degraded"), "{}", ctl("list -l"));
+
+    // Stop in the middle of load: every worker ends, and quickly.
+    let mut load = Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[0], "timeout", "30"])
+        .arg(aoebench())
+        .args([
+            "run",
+            "--target",
+            "5.1",
+            "--if",
+            &ifs,
+            "--rw",
+            "randwrite",
+            "--bs",
+            "16k",
+            "--iodepth",
+            "16",
+            "--numjobs",
+            "2",
+            "--cpus",
+            "0,1",
+            "--runtime",
+            "8s",
+            "--size",
+            "32m",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let status = lab.stop();
+    let took = started.elapsed();
+    // The load has nothing left to talk to: end it (timeout passes SIGTERM on to aoebench).
+    // SAFETY: signals the process this test spawned, by its PID.
+    unsafe { libc::kill(load.id() as i32, libc::SIGTERM) };
+    let _ = load.wait();
+    assert!(status.success(), "{status:?}\n{}", lab.log_text());
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "stop took {took:?}"
+    );
+    let stats = lab.log_lines("path stats");
+    assert_eq!(stats.len(), 2, "{}", lab.log_text());
+    if workers == 2 {
+        assert!(
+            stats.iter().any(|l| l.contains("worker=1")),
+            "queue worker logged no path: {stats:?}"
+        );
+    }
+    assert!(
+        lab.log_lines("hand-off ring was full").is_empty(),
+        "{}",
+        lab.log_text()
+    );
+    println!("stop under load took {took:?}; {stats:?}");
+}
