@@ -501,8 +501,11 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
             .map_err(ShelfError::Worker)?;
     }
     let mut queue_threads = Vec::new();
+    // Each queue worker says when it is pinned: the shelf reports ready only after that.
+    let (up_tx, up_rx) = std::sync::mpsc::channel::<()>();
     for mut qw in queue_workers {
         let core = cores.get(qw.index).cloned();
+        let up = up_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("queue-{}", qw.index))
             .spawn(move || {
@@ -513,6 +516,7 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
                     }
                     _ => tracing::warn!(worker = qw.index, "queue worker runs unpinned"),
                 }
+                let _ = up.send(());
                 if let Err(e) = qw.run() {
                     tracing::error!(worker = qw.index, error = %e, "queue worker failed; its queues are no longer served");
                 }
@@ -520,6 +524,16 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
             })
             .map_err(ShelfError::Worker)?;
         queue_threads.push(thread);
+    }
+    drop(up_tx);
+    for _ in 0..queue_threads.len() {
+        if up_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .is_err()
+        {
+            tracing::warn!("a queue worker did not start within 5 s");
+            break;
+        }
     }
     worker.announce();
     tracing::info!(

@@ -156,6 +156,14 @@ fn describe() {
         "ethershelf_direct_fallbacks_total",
         "I/Os retried through the page cache because O_DIRECT refused them"
     );
+    describe_counter!(
+        "ethershelf_merged_ios_total",
+        "Vectored disk I/Os made of several contiguous requests"
+    );
+    describe_counter!(
+        "ethershelf_merged_requests_total",
+        "Requests that went to disk inside a merged I/O"
+    );
 }
 
 fn record(snap: &Snapshot) {
@@ -175,8 +183,11 @@ fn record(snap: &Snapshot) {
             .absolute(s.spin_hits);
         counter!("ethershelf_ordered_waits_total", "worker" => worker.clone())
             .absolute(s.ordered_waits);
-        counter!("ethershelf_direct_fallbacks_total", "worker" => worker)
+        counter!("ethershelf_direct_fallbacks_total", "worker" => worker.clone())
             .absolute(s.direct_fallbacks);
+        counter!("ethershelf_merged_ios_total", "worker" => worker.clone()).absolute(s.merged_runs);
+        counter!("ethershelf_merged_requests_total", "worker" => worker)
+            .absolute(s.merged_requests);
     }
     for p in &snap.paths {
         let labels = [

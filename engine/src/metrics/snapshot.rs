@@ -176,6 +176,10 @@ pub struct WorkerSample {
     pub direct_fallbacks: u64,
     /// Replies that could not be sent.
     pub tx_errors: u64,
+    /// Vectored I/Os made of several requests.
+    pub merged_runs: u64,
+    /// Requests inside merged I/Os.
+    pub merged_requests: u64,
 }
 
 /// Everything one worker reports.

@@ -489,6 +489,8 @@ impl Worker {
             ordered_waits: self.stats.ordered_waits,
             direct_fallbacks: self.stats.direct_fallbacks,
             tx_errors: self.stats.tx_errors,
+            merged_runs: self.stats.merged_runs,
+            merged_requests: self.stats.merged_requests,
         }];
         for link in &self.peers {
             let q = &link.shared;

@@ -9,6 +9,7 @@ pub mod admin;
 mod batch;
 pub mod console;
 mod handoff;
+mod merge;
 mod ordering;
 mod port;
 pub mod queue;
@@ -47,6 +48,7 @@ const UD_SYNC: u64 = 5 << 56;
 const UD_TICK: u64 = 6 << 56;
 const UD_ADMIN: u64 = 7 << 56;
 const UD_PEER: u64 = 8 << 56;
+const UD_VEC: u64 = 9 << 56;
 /// Microseconds a worker watches its rings before it sleeps.
 pub const DEFAULT_SPIN_MICROS: u64 = 50;
 /// Housekeeping ticks (RAID pacing, bitmap clearing) per second.
@@ -151,6 +153,14 @@ pub struct Worker {
     batch_time: u64,
     /// The core this worker is pinned to.
     cpu: Option<usize>,
+    /// File LUN reads and writes of this batch, held to be merged.
+    pending_io: Vec<u32>,
+    /// The merge planner's input and output (kept to reuse their memory).
+    plan: Vec<merge::Pending>,
+    plan_out: Vec<(usize, usize)>,
+    /// Merged I/Os' buffers, and the free ones.
+    runs: Vec<merge::Run>,
+    free_runs: Vec<u32>,
 }
 
 /// What the worker needs for RAID-10 LUNs.
@@ -256,6 +266,11 @@ impl Worker {
             submissions: 0,
             batch_time: 0,
             cpu: None,
+            pending_io: Vec::with_capacity(slots),
+            plan: Vec::with_capacity(slots),
+            plan_out: Vec::with_capacity(slots),
+            runs: (0..slots / 2).map(|_| merge::Run::default()).collect(),
+            free_runs: (0..(slots / 2) as u32).rev().collect(),
         })
     }
 
@@ -495,6 +510,7 @@ impl Worker {
             for &(ud, result) in &completions {
                 match ud & UD_KIND {
                     UD_IO => self.complete_io((ud & 0xFFFF_FFFF) as u32, result),
+                    UD_VEC => self.complete_run((ud & 0xFFFF_FFFF) as u32, result),
                     UD_RAID => self.raid_complete(ud, result),
                     UD_SYNC => self.sync_complete(ud, result),
                     UD_TICK if !stopping => {
@@ -548,6 +564,7 @@ impl Worker {
                     }
                 }
             }
+            self.submit_pending();
             self.flush_tx();
             if stopping && self.in_flight == 0 && self.order.pending() == 0 {
                 self.close_arrays();
@@ -1017,7 +1034,7 @@ impl Worker {
             self.stats.ordered_waits += 1;
             return true;
         }
-        self.submit(slot);
+        self.submit_or_hold(slot);
         true
     }
 

@@ -43,6 +43,12 @@ pub struct WorkerStats {
     pub spin_hits: u64,
     /// Messages a hand-off ring refused (sized never to fill: nonzero is a bug).
     pub handoff_full: u64,
+    /// Vectored I/Os made of several requests.
+    pub merged_runs: u64,
+    /// Requests that went to disk inside a merged I/O.
+    pub merged_requests: u64,
+    /// Merged I/Os that did not complete in full (their requests went again one by one).
+    pub split_runs: u64,
 }
 
 impl WorkerStats {
@@ -61,11 +67,11 @@ impl fmt::Display for WorkerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rx={} tx={} tx_errors={} dropped={} (truncated={} response={} not_ours={} masked={} malformed={} ambiguous={}) silent_config={} reads={} writes={} flushes={} ata_errors={} aoe_errors={} direct_fallbacks={} ordered_waits={} spin_hits={} handoff_full={}",
+            "rx={} tx={} tx_errors={} dropped={} (truncated={} response={} not_ours={} masked={} malformed={} ambiguous={}) silent_config={} reads={} writes={} flushes={} ata_errors={} aoe_errors={} direct_fallbacks={} ordered_waits={} spin_hits={} handoff_full={} merged_runs={} merged_requests={} split_runs={}",
             self.rx_frames, self.tx_frames, self.tx_errors, self.dropped(), self.drop_truncated, self.drop_response, self.drop_not_ours,
             self.drop_masked, self.drop_malformed, self.drop_ambiguous, self.silent_config, self.reads, self.writes, self.flushes,
             self.ata_errors, self.aoe_errors, self.direct_fallbacks, self.ordered_waits, self.spin_hits,
-            self.handoff_full
+            self.handoff_full, self.merged_runs, self.merged_requests, self.split_runs
         )
     }
 }
