@@ -450,3 +450,137 @@ fn xdp_raid10_across_two_workers_verifies_survives_a_failure_and_stops_under_loa
     );
     println!("stop under load took {took:?}; {stats:?}");
 }
+
+/// Runs aoebench `args` from host 0 against `target`; returns its JSON job (whatever the
+/// exit status: a run that met I/O errors still reports them).
+fn bench_job(lab: &Lab, target: &str, args: &[&str]) -> serde_json::Value {
+    let o = Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[0], "timeout", "120"])
+        .arg(aoebench())
+        .args(["run", "--target", target, "--if", lab.host_if(0)])
+        .args(args)
+        .args(["--output-format", "json"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| {
+        panic!(
+            "aoebench gave no JSON ({e}): {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    doc["jobs"][0].clone()
+}
+
+/// The value of the first series of `metric` in Prometheus text.
+fn metric_value(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(metric) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {metric} in:\n{text}"))
+}
+
+/// Frames of one large write arrive together and continue each other: they reach the disk as
+/// one vectored write (counted), data verifies; when the disk fails, a merged write is split
+/// and every request gets its own error; when the disk is back, I/O works again.
+#[test]
+fn contiguous_requests_merge_and_a_failed_merge_answers_every_request() {
+    let mut lab = Lab::new(1, 9000);
+    lab.mode = "packet";
+    let backing = lab.dir.join("backing");
+    std::fs::create_dir_all(&backing).unwrap();
+    let f = std::fs::File::create(backing.join("lun.img")).unwrap();
+    f.set_len(64 << 20).unwrap();
+    drop(f);
+    let fuse = FaultFs::mount(&backing, &lab.dir.join("fuse"));
+    let cfg = lab.config(6, &[(0, &fuse.mount.join("lun.img"))], "");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+
+    let job = bench_job(
+        &lab,
+        "6.0",
+        &[
+            "--rw",
+            "write",
+            "--bs",
+            "64k",
+            "--iodepth",
+            "4",
+            "--runtime",
+            "2s",
+            "--size",
+            "16m",
+            "--verify",
+            "crc32c",
+        ],
+    );
+    assert_eq!(job["errors"], 0, "{job}");
+    assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
+    assert!(job["verified_blocks"].as_u64().unwrap() > 50, "{job}");
+    let m = lab.metrics();
+    let runs = metric_value(&m, "ethershelf_merged_ios_total");
+    let requests = metric_value(&m, "ethershelf_merged_requests_total");
+    println!("merged: {runs} I/Os made of {requests} requests");
+    assert!(runs > 10.0, "no merged I/O: {runs}");
+    assert!(
+        requests >= 2.0 * runs,
+        "{requests} requests in {runs} merged I/Os"
+    );
+
+    std::fs::write(backing.join("lun.img.fail"), b"").unwrap();
+    let job = bench_job(
+        &lab,
+        "6.0",
+        &[
+            "--rw",
+            "write",
+            "--bs",
+            "64k",
+            "--iodepth",
+            "4",
+            "--runtime",
+            "1s",
+            "--size",
+            "16m",
+        ],
+    );
+    assert!(
+        job["errors"].as_u64().unwrap() > 0,
+        "failing disk, no errors: {job}"
+    );
+    std::fs::remove_file(backing.join("lun.img.fail")).unwrap();
+    let job = bench_job(
+        &lab,
+        "6.0",
+        &[
+            "--rw",
+            "write",
+            "--bs",
+            "64k",
+            "--iodepth",
+            "4",
+            "--runtime",
+            "1s",
+            "--size",
+            "16m",
+            "--verify",
+            "crc32c",
+        ],
+    );
+    assert_eq!(job["errors"], 0, "disk back, still errors: {job}");
+    assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
+    assert!(lab.stop().success(), "{}", lab.log_text());
+    let stopped = lab.log_lines("stopped");
+    let split: u64 = stopped[0]
+        .split(" split_runs=")
+        .nth(1)
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no split_runs in {stopped:?}"));
+    assert!(
+        split > 0,
+        "failed merged writes were not split: {stopped:?}"
+    );
+    assert!(!lab.log_lines("answering ATA UNC").is_empty());
+}
