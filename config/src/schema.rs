@@ -83,6 +83,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub workers: Option<Spanned<u32>>,
     #[serde(default)]
+    pub sqpoll: bool,
+    #[serde(default)]
     pub luns: Vec<RawLun>,
 }
 
@@ -181,6 +183,9 @@ pub struct Config {
     pub cpus: Vec<usize>,
     /// Worker threads at most (`None`: one per receive queue, up to the usable cores).
     pub workers: Option<usize>,
+    /// The LUN worker's io_uring polls its submission queue from a kernel thread (SQPOLL):
+    /// no system call per batch, at the price of a core kept busy while I/O flows.
+    pub sqpoll: bool,
     /// The exported LUNs.
     pub luns: Vec<Lun>,
 }

@@ -274,6 +274,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         metrics,
         cpus,
         workers,
+        sqpoll: raw.sqpoll,
         luns,
     })
 }

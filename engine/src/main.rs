@@ -247,6 +247,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 metrics: MetricsListen::Off,
                 cpus: vec![],
                 workers: None,
+                sqpoll: false,
                 state_dir,
                 buffer_count: DEFAULT_BUFFER_COUNT,
                 disks: vec![],

@@ -584,3 +584,44 @@ fn contiguous_requests_merge_and_a_failed_merge_answers_every_request() {
     );
     assert!(!lab.log_lines("answering ATA UNC").is_empty());
 }
+
+/// `sqpoll: true`: the LUN worker's submissions go through a kernel polling thread, and
+/// reads and writes verify as without it.
+#[test]
+fn sqpoll_ring_serves_verified_io() {
+    let mut lab = Lab::new(1, 9000);
+    lab.mode = "xdp";
+    let disk = lab.disk("lun.img", 64 << 20);
+    let cfg = lab.config(8, &[(2, &disk)], "");
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("sqpoll: true\n{yaml}")).unwrap();
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(lab.log_lines("SQPOLL on").len(), 1, "{}", lab.log_text());
+    for (rw, bs) in [("randrw", "4k"), ("write", "64k")] {
+        let job = bench_job(
+            &lab,
+            "8.2",
+            &[
+                "--rw",
+                rw,
+                "--bs",
+                bs,
+                "--iodepth",
+                "16",
+                "--runtime",
+                "2s",
+                "--size",
+                "16m",
+                "--verify",
+                "crc32c",
+            ],
+        );
+        assert_eq!(job["errors"], 0, "{rw}: {job}");
+        assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
+        assert!(
+            job["verified_blocks"].as_u64().unwrap() > 100,
+            "{rw}: {job}"
+        );
+    }
+    assert!(lab.stop().success(), "{}", lab.log_text());
+}

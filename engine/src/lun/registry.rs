@@ -287,6 +287,9 @@ impl Book {
         if let Some(w) = config.workers {
             let _ = writeln!(y, "workers: {w}");
         }
+        if config.sqpoll {
+            let _ = writeln!(y, "sqpoll: true");
+        }
         let _ = writeln!(
             y,
             "rebuild: {{ min_rate: {}, max_rate: {} }}",

@@ -51,6 +51,8 @@ const UD_PEER: u64 = 8 << 56;
 const UD_VEC: u64 = 9 << 56;
 /// Microseconds a worker watches its rings before it sleeps.
 pub const DEFAULT_SPIN_MICROS: u64 = 50;
+/// How long the SQPOLL kernel thread keeps polling after the last submission (ms).
+const SQPOLL_IDLE_MS: u32 = 50;
 /// Housekeeping ticks (RAID pacing, bitmap clearing) per second.
 pub const TICKS_PER_SECOND: u64 = 10;
 
@@ -192,11 +194,21 @@ impl Worker {
         book: console::ShelfBook,
     ) -> io::Result<Worker> {
         let slots = slab.slots();
-        let ring = IoUring::new(
-            (slots + ports.len() + peers.len() + 4)
-                .next_power_of_two()
-                .min(32768) as u32,
-        )?;
+        let entries = (slots + ports.len() + peers.len() + 4)
+            .next_power_of_two()
+            .min(32768) as u32;
+        let ring = if book.config.sqpoll {
+            let ring = IoUring::builder()
+                .setup_sqpoll(SQPOLL_IDLE_MS)
+                .build(entries)?;
+            tracing::info!(
+                idle_ms = SQPOLL_IDLE_MS,
+                "io_uring SQPOLL on: a kernel thread takes the submissions"
+            );
+            ring
+        } else {
+            IoUring::new(entries)?
+        };
         let iov = libc::iovec {
             iov_base: slab.base() as *mut libc::c_void,
             iov_len: slab.len(),

@@ -756,6 +756,7 @@ impl Worker {
             (new.metrics != old.metrics, "metrics"),
             (new.cpus != old.cpus, "cpus"),
             (new.workers != old.workers, "workers"),
+            (new.sqpoll != old.sqpoll, "sqpoll"),
             (new.buffer_count != old.buffer_count, "buffer_count"),
         ] {
             if changed {
