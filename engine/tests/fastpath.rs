@@ -281,46 +281,10 @@ fn auto_mode_says_what_it_chose_and_why() {
 /// aoebench verify (randrw 16k QD8, two jobs on two CPUs, so both queues carry frames)
 /// against LUN `target` through `ifs` from host 0 for `secs`; returns aoebench's JSON job.
 fn verify_load(lab: &Lab, target: &str, ifs: &str, secs: u32) -> serde_json::Value {
-    let o = Command::new("ip")
-        .args(["netns", "exec", &lab.hosts[0], "timeout", "120"])
-        .arg(aoebench())
-        .args([
-            "run",
-            "--target",
-            target,
-            "--if",
-            ifs,
-            "--rw",
-            "randrw",
-            "--bs",
-            "16k",
-            "--iodepth",
-            "8",
-            "--numjobs",
-            "2",
-            "--cpus",
-            "0,1",
-            "--runtime",
-        ])
-        .arg(format!("{secs}s"))
-        .args([
-            "--size",
-            "32m",
-            "--verify",
-            "crc32c",
-            "--output-format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "aoebench failed: {out}{}",
-        String::from_utf8_lossy(&o.stderr)
+    let job = format!(
+        "--if {ifs} --rw randrw --bs 16k --iodepth 8 --numjobs 2 --cpus 0,1 --runtime {secs}s --size 32m --verify crc32c"
     );
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    doc["jobs"][0].clone()
+    bench_job(lab, target, &job.split_whitespace().collect::<Vec<_>>())
 }
 
 /// A RAID-10 LUN served by two workers (queue 1's frames cross to the LUN worker and back):
@@ -457,7 +421,12 @@ fn bench_job(lab: &Lab, target: &str, args: &[&str]) -> serde_json::Value {
     let o = Command::new("ip")
         .args(["netns", "exec", &lab.hosts[0], "timeout", "120"])
         .arg(aoebench())
-        .args(["run", "--target", target, "--if", lab.host_if(0)])
+        .args(["run", "--target", target])
+        .args(if args.contains(&"--if") {
+            vec![]
+        } else {
+            vec!["--if", lab.host_if(0)]
+        })
         .args(args)
         .args(["--output-format", "json"])
         .output()
@@ -470,6 +439,20 @@ fn bench_job(lab: &Lab, target: &str, args: &[&str]) -> serde_json::Value {
         )
     });
     doc["jobs"][0].clone()
+}
+
+/// aoebench `job` (space-separated options) with crc32c verify against `target`: asserts no
+/// error, no verify failure and at least `min_blocks` blocks verified.
+fn assert_verified(lab: &Lab, target: &str, job: &str, min_blocks: u64) {
+    let mut args: Vec<&str> = job.split_whitespace().collect();
+    args.extend(["--verify", "crc32c"]);
+    let job = bench_job(lab, target, &args);
+    assert_eq!(job["errors"], 0, "{job}");
+    assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
+    assert!(
+        job["verified_blocks"].as_u64().unwrap() >= min_blocks,
+        "{job}"
+    );
 }
 
 /// The value of the first series of `metric` in Prometheus text.
@@ -497,27 +480,12 @@ fn contiguous_requests_merge_and_a_failed_merge_answers_every_request() {
     let cfg = lab.config(6, &[(0, &fuse.mount.join("lun.img"))], "");
     lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
 
-    let job = bench_job(
+    assert_verified(
         &lab,
         "6.0",
-        &[
-            "--rw",
-            "write",
-            "--bs",
-            "64k",
-            "--iodepth",
-            "4",
-            "--runtime",
-            "2s",
-            "--size",
-            "16m",
-            "--verify",
-            "crc32c",
-        ],
+        "--rw write --bs 64k --iodepth 4 --runtime 2s --size 16m",
+        51,
     );
-    assert_eq!(job["errors"], 0, "{job}");
-    assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
-    assert!(job["verified_blocks"].as_u64().unwrap() > 50, "{job}");
     let m = lab.metrics();
     let runs = metric_value(&m, "ethershelf_merged_ios_total");
     let requests = metric_value(&m, "ethershelf_merged_requests_total");
@@ -528,48 +496,27 @@ fn contiguous_requests_merge_and_a_failed_merge_answers_every_request() {
         "{requests} requests in {runs} merged I/Os"
     );
 
+    // The disk fails: merged writes fail, are split, and every request gets its error.
     std::fs::write(backing.join("lun.img.fail"), b"").unwrap();
     let job = bench_job(
         &lab,
         "6.0",
-        &[
-            "--rw",
-            "write",
-            "--bs",
-            "64k",
-            "--iodepth",
-            "4",
-            "--runtime",
-            "1s",
-            "--size",
-            "16m",
-        ],
+        &"--rw write --bs 64k --iodepth 4 --runtime 1s --size 16m"
+            .split_whitespace()
+            .collect::<Vec<_>>(),
     );
     assert!(
         job["errors"].as_u64().unwrap() > 0,
         "failing disk, no errors: {job}"
     );
     std::fs::remove_file(backing.join("lun.img.fail")).unwrap();
-    let job = bench_job(
+    // The disk is back: I/O works and verifies again.
+    assert_verified(
         &lab,
         "6.0",
-        &[
-            "--rw",
-            "write",
-            "--bs",
-            "64k",
-            "--iodepth",
-            "4",
-            "--runtime",
-            "1s",
-            "--size",
-            "16m",
-            "--verify",
-            "crc32c",
-        ],
+        "--rw write --bs 64k --iodepth 4 --runtime 1s --size 16m",
+        1,
     );
-    assert_eq!(job["errors"], 0, "disk back, still errors: {job}");
-    assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
     assert!(lab.stop().success(), "{}", lab.log_text());
     let stopped = lab.log_lines("stopped");
     let split: u64 = stopped[0]
@@ -598,30 +545,8 @@ fn sqpoll_ring_serves_verified_io() {
     lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
     assert_eq!(lab.log_lines("SQPOLL on").len(), 1, "{}", lab.log_text());
     for (rw, bs) in [("randrw", "4k"), ("write", "64k")] {
-        let job = bench_job(
-            &lab,
-            "8.2",
-            &[
-                "--rw",
-                rw,
-                "--bs",
-                bs,
-                "--iodepth",
-                "16",
-                "--runtime",
-                "2s",
-                "--size",
-                "16m",
-                "--verify",
-                "crc32c",
-            ],
-        );
-        assert_eq!(job["errors"], 0, "{rw}: {job}");
-        assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
-        assert!(
-            job["verified_blocks"].as_u64().unwrap() > 100,
-            "{rw}: {job}"
-        );
+        let job = format!("--rw {rw} --bs {bs} --iodepth 16 --runtime 2s --size 16m");
+        assert_verified(&lab, "8.2", &job, 101);
     }
     assert!(lab.stop().success(), "{}", lab.log_text());
 }
