@@ -479,6 +479,11 @@ fn contiguous_requests_merge_and_a_failed_merge_answers_every_request() {
     let fuse = FaultFs::mount(&backing, &lab.dir.join("fuse"));
     let cfg = lab.config(6, &[(0, &fuse.mount.join("lun.img"))], "");
     lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let ring = lab.log_lines("io_uring ready");
+    assert!(
+        ring[0].contains("fixed_buffers=true") && ring[0].contains("fixed_files=true"),
+        "registered buffers and files expected: {ring:?}"
+    );
 
     assert_verified(
         &lab,

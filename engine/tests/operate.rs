@@ -597,3 +597,30 @@ fn interactive_console_completes_asks_before_destroying_and_keeps_history() {
     );
     assert!(lab.stop().success());
 }
+
+/// A LUN entry reused after `remove` sends I/O to its new disk only: the registered file
+/// table follows the LUN, never a stale descriptor of the removed one.
+#[test]
+fn a_reused_lun_entry_writes_to_its_new_disk_only() {
+    let mut lab = Lab::new(1, 1500);
+    let cfg = shelf_yaml(&lab, 3, "");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    ctl(&lab, "make -f 1 jbod 7.0");
+    ctl(&lab, "online 1");
+    bench_clean(bench(&lab, 1, 1, "write"), "LUN 1 on 7.0");
+    ctl(&lab, "offline -f 1");
+    ctl(&lab, "remove -f 1");
+    let old_disk = lab.dir.join("d0.img");
+    let before = std::fs::read(&old_disk).unwrap();
+    assert!(before.iter().any(|b| *b != 0), "LUN 1 wrote nothing");
+    ctl(&lab, "make -f 2 jbod 7.1");
+    ctl(&lab, "online 2");
+    bench_clean(bench(&lab, 2, 2, "randrw"), "LUN 2 on 7.1");
+    assert!(
+        std::fs::read(&old_disk).unwrap() == before,
+        "the removed LUN's disk changed after its entry was reused"
+    );
+    let new_disk = std::fs::read(lab.dir.join("d1.img")).unwrap();
+    assert!(new_disk.iter().any(|b| *b != 0), "LUN 2's disk got nothing");
+    assert!(lab.stop().success());
+}

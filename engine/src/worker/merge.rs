@@ -8,7 +8,7 @@
 
 use super::{monotonic_ns, Op, Worker, UD_VEC};
 use crate::wire::{ATA_DATA_OFFSET, SECTOR_SIZE};
-use io_uring::{opcode, types};
+use io_uring::{opcode, squeue};
 
 /// Requests merged into one I/O at most.
 pub const MAX_RUN: usize = 32;
@@ -137,8 +137,20 @@ impl Worker {
             }
             return;
         };
-        let now = monotonic_ns();
         let first = self.slots[slots[0] as usize];
+        let target = &self.targets[first.target as usize];
+        let (Some((fd, registered)), Some(backing)) =
+            (self.file_of(first.target, false), target.backing.as_ref())
+        else {
+            self.free_runs.push(r);
+            for &slot in slots {
+                self.submit(slot);
+            }
+            return;
+        };
+        let offset = backing.byte_offset(first.lba);
+        let writethrough = target.writethrough;
+        let now = monotonic_ns();
         let run = &mut self.runs[r as usize];
         run.len = slots.len();
         for (k, &slot) in slots.iter().enumerate() {
@@ -151,30 +163,21 @@ impl Worker {
                 iov_len: s.count as usize * SECTOR_SIZE,
             };
         }
-        let target = &self.targets[first.target as usize];
-        let Some(backing) = target.backing.as_ref() else {
-            self.free_runs.push(r);
-            for &slot in slots {
-                self.submit(slot);
-            }
-            return;
-        };
-        let fd = types::Fd(backing.fd());
-        let offset = backing.byte_offset(first.lba);
         let iov = run.iov.as_ptr();
         let n = run.len as u32;
         let sqe = if first.op == Op::Write {
-            let flags = if target.writethrough {
-                libc::RWF_DSYNC
-            } else {
-                0
-            };
+            let flags = if writethrough { libc::RWF_DSYNC } else { 0 };
             opcode::Writev::new(fd, iov, n)
                 .offset(offset)
                 .rw_flags(flags)
                 .build()
         } else {
             opcode::Readv::new(fd, iov, n).offset(offset).build()
+        };
+        let sqe = if registered {
+            sqe.flags(squeue::Flags::FIXED_FILE)
+        } else {
+            sqe
         };
         self.in_flight += 1;
         self.stats.merged_runs += 1;

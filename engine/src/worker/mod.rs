@@ -51,6 +51,9 @@ const UD_PEER: u64 = 8 << 56;
 const UD_VEC: u64 = 9 << 56;
 /// Microseconds a worker watches its rings before it sleeps.
 pub const DEFAULT_SPIN_MICROS: u64 = 50;
+/// Registered file table: two entries per LUN (O_DIRECT and page-cache descriptors), for
+/// every LUN number the shelf can export.
+const FILE_TABLE_SLOTS: u32 = 2 * 256;
 /// How long the SQPOLL kernel thread keeps polling after the last submission (ms).
 const SQPOLL_IDLE_MS: u32 = 50;
 /// Housekeeping ticks (RAID pacing, bitmap clearing) per second.
@@ -109,6 +112,8 @@ pub struct Worker {
     shelf: u16,
     ring: IoUring,
     fixed_buffers: bool,
+    /// File LUN descriptors are registered with the ring (entries 2t and 2t + 1 of target t).
+    fixed_files: bool,
     slab: SlabHandle,
     free: Vec<u32>,
     slots: Vec<SlotState>,
@@ -240,7 +245,14 @@ impl Worker {
             raid::SYNC_SLOTS * 2,
             ATA_DATA_OFFSET + crate::store::raid10::STEP_SECTORS as usize * SECTOR_SIZE,
         )?;
-        Ok(Worker {
+        let fixed_files = match ring.submitter().register_files_sparse(FILE_TABLE_SLOTS) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring file registration failed; using plain descriptors");
+                false
+            }
+        };
+        let mut worker = Worker {
             ports,
             peers,
             per_worker: per_worker as u32,
@@ -251,6 +263,7 @@ impl Worker {
             shelf,
             ring,
             fixed_buffers,
+            fixed_files,
             slab,
             free: (0..per_worker as u32).rev().collect(),
             slots: vec![SlotState::default(); slots],
@@ -283,6 +296,52 @@ impl Worker {
             plan_out: Vec::with_capacity(slots),
             runs: (0..slots / 2).map(|_| merge::Run::default()).collect(),
             free_runs: (0..(slots / 2) as u32).rev().collect(),
+        };
+        for t in 0..worker.targets.len() {
+            worker.register_target_files(t);
+        }
+        tracing::info!(
+            entries,
+            fixed_buffers = worker.fixed_buffers,
+            fixed_files = worker.fixed_files,
+            sqpoll = worker.book.config.sqpoll,
+            slots,
+            "io_uring ready"
+        );
+        Ok(worker)
+    }
+
+    /// Points the registered file entries of target `t` at its current descriptors (or clears
+    /// them). Called whenever `targets[t]` changes, so an entry never names a closed or
+    /// reused descriptor's old file. If the kernel refuses, registration is dropped for good
+    /// and every I/O uses plain descriptors.
+    fn register_target_files(&mut self, t: usize) {
+        if !self.fixed_files {
+            return;
+        }
+        let fds = match self.targets[t].backing.as_ref() {
+            Some(b) => [b.fd(), b.buffered_fd()],
+            None => [-1, -1],
+        };
+        let at = 2 * t as u32;
+        if at + 1 >= FILE_TABLE_SLOTS {
+            self.fixed_files = false;
+        } else if let Err(e) = self.ring.submitter().register_files_update(at, &fds) {
+            tracing::warn!(error = %e, "io_uring file registration update failed; using plain descriptors from now on");
+            self.fixed_files = false;
+        }
+    }
+
+    /// The descriptor for I/O on file LUN `t` (O_DIRECT, or the page-cache one when
+    /// `buffered`), and whether it is an index into the registered file table.
+    fn file_of(&self, t: u16, buffered: bool) -> Option<(types::Fd, bool)> {
+        let backing = self.targets[t as usize].backing.as_ref()?;
+        Some(if self.fixed_files {
+            (types::Fd(2 * t as i32 + buffered as i32), true)
+        } else if buffered {
+            (types::Fd(backing.buffered_fd()), false)
+        } else {
+            (types::Fd(backing.fd()), false)
         })
     }
 
@@ -1056,15 +1115,13 @@ impl Worker {
         if self.is_raid(s.target) {
             return self.raid_submit(slot);
         }
+        let Some((fd, registered)) = self.file_of(s.target, s.retried_buffered) else {
+            return;
+        };
         let target = &self.targets[s.target as usize];
         let Some(backing) = target.backing.as_ref() else {
             return;
         };
-        let fd = types::Fd(if s.retried_buffered {
-            backing.buffered_fd()
-        } else {
-            backing.fd()
-        });
         // SAFETY: the frame pointer lies inside slot `slot`; data starts at offset 36.
         let data = unsafe { self.slab.frame_ptr(slot as usize).add(ATA_DATA_OFFSET) };
         let bytes = s.count as u32 * SECTOR_SIZE as u32;
@@ -1097,6 +1154,11 @@ impl Worker {
                 .flags(types::FsyncFlags::DATASYNC)
                 .build(),
             Op::Idle => return,
+        };
+        let sqe = if registered {
+            sqe.flags(squeue::Flags::FIXED_FILE)
+        } else {
+            sqe
         };
         self.in_flight += 1;
         self.push_sqe(sqe.user_data(ud));

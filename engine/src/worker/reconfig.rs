@@ -180,6 +180,7 @@ impl Worker {
             self.luns[t] = LunCounters::default();
             self.book.records[t] = Some(record);
         }
+        self.register_target_files(t);
         self.publish_health(t);
         t
     }
@@ -422,6 +423,7 @@ impl Worker {
         }
         // Dropping the old target closes its file; a detached stand-in keeps the index.
         self.targets[t] = Arc::new(self.new_target(slot, LunState::detached(), None, 0));
+        self.register_target_files(t);
         self.book.records[t] = None;
         self.luns[t] = LunCounters::default();
         let verb = if wipe { "removed" } else { "ejected" };
