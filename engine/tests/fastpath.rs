@@ -325,6 +325,10 @@ fn xdp_raid10_across_two_workers_verifies_survives_a_failure_and_stops_under_loa
     assert_eq!(job["errors"], 0, "{job}");
     assert_eq!(job["verify_failures"].as_array().unwrap().len(), 0, "{job}");
     assert!(job["verified_blocks"].as_u64().unwrap() > 300, "{job}");
+    // The frames of one 16k request continue each other on the same members: their member
+    // I/Os were merged.
+    let merged = metric_value(&lab.metrics(), "ethershelf_merged_ios_total");
+    assert!(merged > 100.0, "no merged member I/O: {merged}");
 
     // A member fails while both queues carry load: the array degrades, nothing is lost.
     let sock = lab.dir.join("admin.sock");

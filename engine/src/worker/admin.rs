@@ -67,6 +67,10 @@ pub(super) fn parse_role(arg: &str) -> Option<(u8, usize)> {
 impl Worker {
     /// Answers every waiting admin request.
     pub(super) fn serve_admin(&mut self) {
+        // Everything queued so far reaches the kernel (which takes its file references)
+        // before a command may close a member or open another disk.
+        self.submit_pending_members();
+        let _ = self.ring.submit();
         let mut requests = Vec::new();
         if let Some(link) = self.admin.as_mut() {
             let mut drain = [0u8; 64];

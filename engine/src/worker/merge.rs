@@ -3,12 +3,17 @@
 //! disk as one vectored I/O over the frames' own buffers: one io_uring entry, and for a
 //! writethrough write one RWF_DSYNC instead of one per frame.
 //!
+//! RAID-10 member I/Os are merged the same way one level down: member I/Os of the batch on
+//! the same member, same direction and flags, whose byte ranges continue each other, become
+//! one vectored member I/O; its completion is handed to each part as if it had run alone.
+//!
 //! If a merged I/O does not complete in full (a short transfer, an error, O_DIRECT refusing
-//! the layout), each request is submitted again on its own, so errors stay per request.
+//! the layout), each request (or member I/O) is submitted again on its own, so errors stay
+//! per request and RAID-10 sees each member failure as before.
 
-use super::{monotonic_ns, Op, Worker, UD_VEC};
+use super::{monotonic_ns, Op, Worker, UD_KIND, UD_MVEC, UD_SYNC, UD_VEC};
 use crate::wire::{ATA_DATA_OFFSET, SECTOR_SIZE};
-use io_uring::{opcode, squeue};
+use io_uring::{opcode, squeue, types};
 
 /// Requests merged into one I/O at most.
 pub const MAX_RUN: usize = 32;
@@ -80,6 +85,76 @@ impl Default for Run {
 // run is in flight; a `Run` is only touched by that worker.
 unsafe impl Send for Run {}
 
+/// One RAID-10 member read or write, as built by the RAID code.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct MemberIo {
+    /// Member descriptor.
+    pub fd: std::os::fd::RawFd,
+    /// Byte offset on the member.
+    pub offset: u64,
+    /// Buffer address (inside a slab slot).
+    pub buf: usize,
+    /// Bytes.
+    pub bytes: u32,
+    /// Write (else read).
+    pub write: bool,
+    /// RWF_* flags.
+    pub flags: i32,
+    /// The user data its completion is reported with.
+    pub ud: u64,
+}
+
+impl MemberIo {
+    /// `next` continues `self` on the same member in the same way.
+    fn continued_by(&self, next: &MemberIo) -> bool {
+        next.fd == self.fd
+            && next.write == self.write
+            && next.flags == self.flags
+            && next.offset == self.offset + self.bytes as u64
+    }
+
+    /// The single io_uring entry of this member I/O.
+    fn entry(&self) -> squeue::Entry {
+        let fd = types::Fd(self.fd);
+        let buf = self.buf as *mut u8;
+        let sqe = if self.write {
+            opcode::Write::new(fd, buf, self.bytes)
+                .offset(self.offset)
+                .rw_flags(self.flags)
+                .build()
+        } else {
+            opcode::Read::new(fd, buf, self.bytes)
+                .offset(self.offset)
+                .build()
+        };
+        sqe.user_data(self.ud)
+    }
+}
+
+/// The parts of one merged member I/O and their buffers.
+pub(super) struct MemberRun {
+    parts: [MemberIo; MAX_RUN],
+    iov: [libc::iovec; MAX_RUN],
+    len: usize,
+}
+
+impl Default for MemberRun {
+    fn default() -> MemberRun {
+        MemberRun {
+            parts: [MemberIo::default(); MAX_RUN],
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_RUN],
+            len: 0,
+        }
+    }
+}
+
+// SAFETY: the iovec pointers are addresses of slab slots owned by the LUN worker while the
+// run is in flight; a `MemberRun` is only touched by that worker.
+unsafe impl Send for MemberRun {}
+
 impl Worker {
     /// Queues a read or write of a file LUN for [`Worker::submit_pending`]; anything else is
     /// submitted at once.
@@ -93,9 +168,10 @@ impl Worker {
         }
     }
 
-    /// Submits the requests held back during this batch, merging runs that continue each
-    /// other.
+    /// Submits the requests and member I/Os held back during this batch, merging runs that
+    /// continue each other.
     pub(super) fn submit_pending(&mut self) {
+        self.submit_pending_members();
         if self.pending_io.is_empty() {
             return;
         }
@@ -127,6 +203,90 @@ impl Worker {
         self.plan_out = runs;
         self.pending_io = held;
         self.pending_io.clear();
+    }
+
+    /// Submits the held RAID-10 member I/Os, contiguous ones merged.
+    pub(super) fn submit_pending_members(&mut self) {
+        if self.member_pending.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.member_pending);
+        let mut start = 0;
+        while start < held.len() {
+            let mut len = 1;
+            while start + len < held.len()
+                && len < MAX_RUN
+                && held[start + len - 1].continued_by(&held[start + len])
+            {
+                len += 1;
+            }
+            let parts = &held[start..start + len];
+            match self.free_member_runs.pop() {
+                Some(r) if len > 1 => self.submit_member_run(r, parts),
+                other => {
+                    if let Some(r) = other {
+                        self.free_member_runs.push(r);
+                    }
+                    for part in parts {
+                        self.push_sqe(part.entry());
+                    }
+                }
+            }
+            start += len;
+        }
+        self.member_pending = held;
+        self.member_pending.clear();
+    }
+
+    /// One vectored member I/O for `parts` (contiguous on one member).
+    fn submit_member_run(&mut self, r: u32, parts: &[MemberIo]) {
+        let run = &mut self.member_runs[r as usize];
+        run.len = parts.len();
+        for (k, part) in parts.iter().enumerate() {
+            run.parts[k] = *part;
+            run.iov[k] = libc::iovec {
+                iov_base: part.buf as *mut libc::c_void,
+                iov_len: part.bytes as usize,
+            };
+        }
+        let first = parts[0];
+        let fd = types::Fd(first.fd);
+        let iov = run.iov.as_ptr();
+        let n = run.len as u32;
+        let sqe = if first.write {
+            opcode::Writev::new(fd, iov, n)
+                .offset(first.offset)
+                .rw_flags(first.flags)
+                .build()
+        } else {
+            opcode::Readv::new(fd, iov, n).offset(first.offset).build()
+        };
+        self.stats.merged_runs += 1;
+        self.stats.merged_requests += parts.len() as u64;
+        self.push_sqe(sqe.user_data(UD_MVEC | r as u64));
+    }
+
+    /// A merged member I/O finished: each part completes as if it had run alone, or (if the
+    /// whole did not transfer) runs again alone.
+    pub(super) fn complete_member_run(&mut self, r: u32, result: i32) {
+        let run = &self.member_runs[r as usize];
+        let len = run.len;
+        let parts = run.parts;
+        let expected: u64 = parts[..len].iter().map(|p| p.bytes as u64).sum();
+        self.free_member_runs.push(r);
+        if result >= 0 && result as u64 == expected {
+            for part in &parts[..len] {
+                match part.ud & UD_KIND {
+                    UD_SYNC => self.sync_complete(part.ud, part.bytes as i32),
+                    _ => self.raid_complete(part.ud, part.bytes as i32),
+                }
+            }
+        } else {
+            self.stats.split_runs += 1;
+            for part in &parts[..len] {
+                self.push_sqe(part.entry());
+            }
+        }
     }
 
     /// One vectored read or write over the frames of `slots` (a run of a file LUN).
@@ -253,6 +413,36 @@ mod tests {
             runs(&batch, MAX_RUN),
             vec![(0, 3), (3, 2), (5, 1), (6, 2), (8, 1)]
         );
+    }
+
+    #[test]
+    fn member_ios_continue_only_on_the_same_member_direction_and_flags() {
+        let io = MemberIo {
+            fd: 7,
+            offset: 4096,
+            buf: 0,
+            bytes: 8704,
+            write: true,
+            flags: libc::RWF_DSYNC,
+            ud: 1,
+        };
+        let next = MemberIo {
+            offset: 4096 + 8704,
+            ud: 2,
+            ..io
+        };
+        assert!(io.continued_by(&next));
+        assert!(!io.continued_by(&MemberIo { fd: 8, ..next }));
+        assert!(!io.continued_by(&MemberIo {
+            write: false,
+            ..next
+        }));
+        assert!(!io.continued_by(&MemberIo { flags: 0, ..next }));
+        assert!(!io.continued_by(&MemberIo {
+            offset: 4096,
+            ..next
+        }));
+        assert!(!next.continued_by(&io), "order matters");
     }
 
     #[test]

@@ -49,11 +49,14 @@ const UD_TICK: u64 = 6 << 56;
 const UD_ADMIN: u64 = 7 << 56;
 const UD_PEER: u64 = 8 << 56;
 const UD_VEC: u64 = 9 << 56;
+const UD_MVEC: u64 = 10 << 56;
 /// Microseconds a worker watches its rings before it sleeps.
 pub const DEFAULT_SPIN_MICROS: u64 = 50;
 /// Registered file table: two entries per LUN (O_DIRECT and page-cache descriptors), for
 /// every LUN number the shelf can export.
 const FILE_TABLE_SLOTS: u32 = 2 * 256;
+/// Merged RAID-10 member I/Os in flight at most (more member I/Os go one by one).
+const MEMBER_RUNS: usize = 128;
 /// How long the SQPOLL kernel thread keeps polling after the last submission (ms).
 const SQPOLL_IDLE_MS: u32 = 50;
 /// Housekeeping ticks (RAID pacing, bitmap clearing) per second.
@@ -168,6 +171,11 @@ pub struct Worker {
     /// Merged I/Os' buffers, and the free ones.
     runs: Vec<merge::Run>,
     free_runs: Vec<u32>,
+    /// RAID-10 member I/Os of this batch, held to be merged.
+    member_pending: Vec<merge::MemberIo>,
+    /// Merged member I/Os' parts, and the free ones.
+    member_runs: Vec<merge::MemberRun>,
+    free_member_runs: Vec<u32>,
 }
 
 /// What the worker needs for RAID-10 LUNs.
@@ -296,6 +304,11 @@ impl Worker {
             plan_out: Vec::with_capacity(slots),
             runs: (0..slots / 2).map(|_| merge::Run::default()).collect(),
             free_runs: (0..(slots / 2) as u32).rev().collect(),
+            member_pending: Vec::with_capacity(4 * slots),
+            member_runs: (0..MEMBER_RUNS)
+                .map(|_| merge::MemberRun::default())
+                .collect(),
+            free_member_runs: (0..MEMBER_RUNS as u32).rev().collect(),
         };
         for t in 0..worker.targets.len() {
             worker.register_target_files(t);
@@ -582,6 +595,7 @@ impl Worker {
                 match ud & UD_KIND {
                     UD_IO => self.complete_io((ud & 0xFFFF_FFFF) as u32, result),
                     UD_VEC => self.complete_run((ud & 0xFFFF_FFFF) as u32, result),
+                    UD_MVEC => self.complete_member_run((ud & 0xFFFF_FFFF) as u32, result),
                     UD_RAID => self.raid_complete(ud, result),
                     UD_SYNC => self.sync_complete(ud, result),
                     UD_TICK if !stopping => {

@@ -103,17 +103,17 @@ impl Worker {
             self.synthetic.push((ud, -libc::EIO));
             return;
         }
-        let fd = types::Fd(dev.fd());
-        let offset = dev.byte_offset(sector);
-        let sqe = if write {
-            opcode::Write::new(fd, buf, bytes)
-                .offset(offset)
-                .rw_flags(flags)
-                .build()
-        } else {
-            opcode::Read::new(fd, buf, bytes).offset(offset).build()
+        let io = super::merge::MemberIo {
+            fd: dev.fd(),
+            offset: dev.byte_offset(sector),
+            buf: buf as usize,
+            bytes,
+            write,
+            flags,
+            ud,
         };
-        self.push_sqe(sqe.user_data(ud));
+        // Held to the end of the batch, where contiguous member I/Os are merged.
+        self.member_pending.push(io);
     }
 
     fn member_flush(&mut self, t: usize, member: usize, ud: u64) {
