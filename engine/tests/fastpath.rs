@@ -459,13 +459,16 @@ fn assert_verified(lab: &Lab, target: &str, job: &str, min_blocks: u64) {
     );
 }
 
-/// The value of the first series of `metric` in Prometheus text.
+/// The sum of every series of `metric` in Prometheus text (over workers, say).
 fn metric_value(text: &str, metric: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(metric) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {metric} in:\n{text}"))
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next())
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert!(!values.is_empty(), "no {metric} in:\n{text}");
+    values.iter().sum()
 }
 
 /// Frames of one large write arrive together and continue each other: they reach the disk as

@@ -196,11 +196,12 @@ impl Receiver {
     }
 
     /// Announces that the consumer is going to sleep on [`Receiver::wake_fd`]. Returns false
-    /// (and stays awake) if messages arrived meanwhile.
+    /// (and stays awake) if messages arrived meanwhile. A closed ring with nothing left does
+    /// not keep the consumer awake: nothing more will come from it.
     pub fn prepare_sleep(&mut self) -> bool {
         self.ring.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if self.pending() || self.closed() {
+        if self.pending() {
             self.ring.sleeping.store(false, Ordering::SeqCst);
             return false;
         }
@@ -299,6 +300,11 @@ mod tests {
         assert_eq!(rx.pop(), Some(Message::Free { slot: 2 }));
         tx.close();
         assert!(rx.closed());
+        rx.clear_doorbell();
+        assert!(
+            rx.prepare_sleep(),
+            "a closed, empty ring must let the consumer sleep"
+        );
     }
 
     #[test]

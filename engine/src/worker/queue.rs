@@ -283,6 +283,8 @@ impl QueueWorker {
         let mut readable = vec![true; n];
         let mut stopping = false;
         let mut iterations: u64 = 0;
+        // Reused for every sleep: the loop allocates nothing.
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(n + 2);
         loop {
             iterations += 1;
             self.shared.heartbeat.store(iterations, Ordering::Relaxed);
@@ -328,7 +330,7 @@ impl QueueWorker {
                 continue;
             }
             self.publish(true);
-            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(n + 2);
+            fds.clear();
             let poll = |fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,

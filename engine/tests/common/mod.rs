@@ -320,8 +320,44 @@ impl Lab {
                 return st;
             }
             if Instant::now() > deadline {
+                // What each thread of the stuck shelf is doing, before it is killed.
+                let mut threads = String::new();
+                if let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", child.id())) {
+                    for t in dir.flatten() {
+                        let p = t.path();
+                        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+                        let stat = read("stat");
+                        let fields: Vec<&str> = stat.split_whitespace().collect();
+                        threads += &format!(
+                            "{} state={} utime={} wchan={}\n{}",
+                            read("comm").trim(),
+                            fields.get(2).unwrap_or(&"?"),
+                            fields.get(13).unwrap_or(&"?"),
+                            read("wchan"),
+                            read("stack")
+                        );
+                    }
+                }
+                eprintln!("threads of the stuck shelf:\n{threads}");
+                if let Ok(o) = Command::new("gdb")
+                    .args([
+                        "-p",
+                        &child.id().to_string(),
+                        "-batch",
+                        "-ex",
+                        "thread apply all bt 25",
+                    ])
+                    .output()
+                {
+                    eprintln!("gdb:\n{}", String::from_utf8_lossy(&o.stdout));
+                }
                 let _ = child.kill();
-                panic!("ethershelf did not stop within 20 s after signal {signal}");
+                let log = self.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "ethershelf did not stop within 20 s after signal {signal}; log tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
