@@ -166,6 +166,12 @@ impl Backing {
         })
     }
 
+    /// The size of the file or device now, in bytes (it may have shrunk since it was opened).
+    /// A stat or ioctl, answered from the inode: it never waits on the disk.
+    pub fn current_bytes(&self) -> Result<u64, StoreError> {
+        size_of(&self.buffered, &self.path)
+    }
+
     /// The store's path.
     pub fn path(&self) -> &Path {
         &self.path

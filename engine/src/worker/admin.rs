@@ -381,7 +381,8 @@ impl Worker {
         if let Some(j) = &a.sync {
             return Err(format!("error: LUN {slot} is busy with a {}", j.kind));
         }
-        a.sync = Some(SyncJob::new(SyncKind::Scrub { repair }, 0, a.sectors()));
+        let id = a.new_job_id();
+        a.sync = Some(SyncJob::new(SyncKind::Scrub { repair }, 0, a.sectors(), id));
         self.pump_sync(t);
         Ok(format!(
             "scrub of LUN {slot} started{}\n",

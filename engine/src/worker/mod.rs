@@ -71,6 +71,8 @@ struct SlotState {
     lba: u64,
     count: u8,
     retried_buffered: bool,
+    /// RAID: a short member transfer of this request was already retried once.
+    short_retried: bool,
     /// RAID: member I/Os outstanding.
     pending: u16,
     /// RAID: pieces with at least one good copy done (bit per piece).

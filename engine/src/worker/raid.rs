@@ -4,7 +4,7 @@
 //! sync jobs (rebuild, resync, scrub) run as throttled steps ordered against client writes.
 
 use super::{Extent, Op, Worker, UD_RAID, UD_SYNC};
-use crate::store::raid10::{Fault, Piece, RoleState, Step, SyncKind, MAX_STEPS};
+use crate::store::raid10::{Array, Fault, Piece, RoleState, Step, SyncKind, MAX_STEPS};
 use crate::wire::{ATA_DATA_OFFSET, SECTOR_SIZE};
 use io_uring::{opcode, types};
 
@@ -17,6 +17,18 @@ const SUB_REWRITE: u64 = 3;
 const STEP_READ: u64 = 0;
 const STEP_COMPARE: u64 = 1;
 const STEP_WRITE: u64 = 2;
+
+/// User-data bits 48..55 of member I/O: the generation of the role's disk at submission.
+const GEN_SHIFT: u32 = 48;
+
+/// The role generation a member I/O was issued under.
+fn ud_generation(ud: u64) -> u8 {
+    (ud >> GEN_SHIFT) as u8
+}
+
+/// Member I/Os one client request may need at most.
+const SUBS: usize = 80;
+const _: () = assert!(SUBS >= crate::store::raid10::MAX_MEMBERS && SUBS >= 2 * 33);
 
 /// Sync steps in flight across all arrays of a worker (each owns two step buffers).
 pub const SYNC_SLOTS: usize = 8;
@@ -45,10 +57,20 @@ pub struct SyncSlot {
     pub step: Step,
     /// Member I/Os outstanding.
     pub pending: u8,
-    /// Some member I/O failed.
-    pub failed: bool,
+    /// The source read failed.
+    pub source_failed: bool,
+    /// The compare read failed (scrub).
+    pub compare_failed: bool,
+    /// The write failed.
+    pub write_failed: bool,
+    /// A resync step copies the other way (its first copy did not read).
+    pub reversed: bool,
     /// Phase: reading (source/compare) or writing.
     pub writing: bool,
+    /// The member and sector the write went to.
+    pub written_to: (usize, u64),
+    /// The job the step belongs to.
+    pub job_id: u32,
 }
 
 /// Per-array bookkeeping the worker keeps beside the array.
@@ -89,6 +111,7 @@ impl Worker {
         };
         let role = &mut array.roles[member];
         role.in_flight += 1;
+        let ud = ud | (u64::from(role.generation) << GEN_SHIFT);
         let injected = match role.fault {
             Fault::None => false,
             Fault::Read => !write,
@@ -122,6 +145,7 @@ impl Worker {
         };
         let role = &mut array.roles[member];
         role.in_flight += 1;
+        let ud = ud | (u64::from(role.generation) << GEN_SHIFT);
         match (&role.dev, role.fault) {
             (None, _) => self.synthetic.push((ud, -libc::ENODEV)),
             (Some(_), Fault::Write | Fault::All) => self.synthetic.push((ud, -libc::EIO)),
@@ -144,9 +168,13 @@ impl Worker {
         };
         array_note_client(&mut self.pace[t]);
         let layout = *array.layout();
-        let mut subs = [(0usize, 0usize, 0u64, 0usize, 0u32); 80];
+        // A request of 255 sectors over 8-sector chunks is at most 33 pieces of 2 copies; a
+        // flush touches every member (at most MAX_MEMBERS).
+        let mut subs = [(0usize, 0usize, 0u64, 0usize, 0u32); SUBS];
         let mut n = 0;
         let mut lost = false;
+        let mut unreadable = false;
+        let mut heal = None;
         match s.op {
             Op::Read | Op::Write => {
                 let Some(pieces) = layout.pieces(s.lba, s.count as u64) else {
@@ -177,15 +205,27 @@ impl Worker {
                                 let sector = member_sector(&piece, m);
                                 subs[n] = (i, m, sector, at, bytes);
                                 n += 1;
+                                // A writable copy listed bad here is healed from this read.
+                                if heal.is_none() {
+                                    heal = piece
+                                        .copies
+                                        .iter()
+                                        .find(|(c, cs)| {
+                                            *c != m
+                                                && array.writable(*c)
+                                                && array.roles[*c].bad.overlaps(*cs, piece.sectors)
+                                        })
+                                        .map(|(c, _)| (*c, i));
+                                }
                             }
-                            _ => lost = true,
+                            _ => unreadable = true,
                         }
                     }
                 }
             }
             Op::Flush => {
                 for m in 0..array.roles.len() {
-                    if array.writable(m) {
+                    if array.writable(m) && n < subs.len() {
                         subs[n] = (0, m, 0, 0, 0);
                         n += 1;
                     }
@@ -201,13 +241,23 @@ impl Worker {
                 a.lost = true;
             }
         }
+        if unreadable {
+            if let Some(a) = self.arrays[t].as_ref() {
+                tracing::warn!(lun = %a.label, lba = s.lba, count = s.count, "no readable copy of some sector: answering ATA UNC");
+            }
+        }
         let st = &mut self.slots[slot as usize];
         st.pending = n as u16;
         st.piece_ok = 0;
-        st.bad = 0;
-        st.failed = lost;
+        (st.bad, st.rewrite_piece) = match heal {
+            Some((c, i)) => (c as u8 + 1, i as u8),
+            None => (0, 0),
+        };
+        st.short_retried = false;
+        st.failed = lost || unreadable;
         if n == 0 {
-            return self.raid_finish(slot, !lost);
+            let failed = st.failed;
+            return self.raid_finish(slot, !failed);
         }
         self.in_flight += 1;
         let flags = if self.targets[t].writethrough {
@@ -256,32 +306,30 @@ impl Worker {
             .pieces(s.lba, s.count as u64)
             .and_then(|mut p| p.nth(piece_index));
         let expected = piece.map_or(0, |p| p.sectors as i32 * SECTOR_SIZE as i32);
-        let ok = match sub {
-            SUB_FLUSH => result == 0,
-            _ => result == expected,
-        };
+        // A completion of I/O issued to a disk that has since left the role: it proves
+        // nothing about the role's current disk and must not act on it.
+        let stale = array.roles[m].generation != ud_generation(ud);
         {
             let role = &mut array.roles[m];
             role.in_flight = role.in_flight.saturating_sub(1);
-            let took = crate::metrics::monotonic_ns().saturating_sub(s.submitted);
-            if sub == SUB_READ {
-                role.counters.read_latency.record(took);
-                role.counters.read_bytes += result.max(0) as u64;
-            } else {
-                role.counters.write_latency.record(took);
-                role.counters.written_bytes += result.max(0) as u64;
-            }
-            if ok {
-                role.counters.ios += 1;
-                role.counters.bytes += result.max(0) as u64;
-            } else if sub == SUB_READ {
-                role.counters.read_errors += 1;
-            } else {
-                role.counters.write_errors += 1;
-            }
+        }
+        // A short transfer is retried once (whole, which is idempotent), then is an error.
+        if !stale && sub != SUB_FLUSH && (0..expected).contains(&result) && !s.short_retried {
+            self.slots[slot as usize].short_retried = true;
+            tracing::warn!(lun = %array.label, member = m, lba = s.lba, result, expected, "short member transfer: retrying it once");
+            return self.raid_reissue(slot, piece_index, m, sub, piece);
+        }
+        let ok = !stale
+            && match sub {
+                SUB_FLUSH => result == 0,
+                _ => result == expected,
+            };
+        count_member_io(&mut array.roles[m].counters, sub, result, ok, s.submitted);
+        if stale {
+            tracing::debug!(lun = %array.label, member = m, "completion of a disk that left the role: ignored");
         }
         // O_DIRECT refusing the alignment: once per member, then the page cache.
-        if result == -libc::EINVAL && sub != SUB_FLUSH {
+        if !stale && result == -libc::EINVAL && sub != SUB_FLUSH {
             if let Some(dev) = array.roles[m].dev.as_mut() {
                 if dev.is_direct() {
                     dev.buffered_only = true;
@@ -291,20 +339,21 @@ impl Worker {
                 }
             }
         }
-        if !ok {
+        if !ok && !stale {
             tracing::warn!(lun = %array.label, member = m, lba = s.lba, result, sub, "member I/O failed");
+            fail_if_shrunk(array, m);
         }
         match sub {
             SUB_READ => {
                 if ok {
                     self.slots[slot as usize].piece_ok |= 1 << piece_index;
                 } else if let Some(piece) = piece {
+                    // A read error never fails a member by itself (md): the other copy
+                    // answers and the bad one is rewritten from it.
                     let st = &mut self.slots[slot as usize];
-                    if st.bad == 0 {
+                    if st.bad == 0 && !stale {
                         st.bad = m as u8 + 1;
                         st.rewrite_piece = piece_index as u8;
-                    } else if st.bad as usize != m + 1 {
-                        array.fail_role(m, "read error");
                     }
                     match array.pick_read(&piece, Some(m)) {
                         Some(other) => {
@@ -313,8 +362,7 @@ impl Worker {
                         }
                         None => {
                             self.slots[slot as usize].failed = true;
-                            array.lost = true;
-                            tracing::error!(lun = %array.label, lba = piece.array_lba, "read failed on every copy: answering ATA UNC");
+                            tracing::error!(lun = %array.label, lba = piece.array_lba, sectors = piece.sectors, "no other copy can be read: answering ATA UNC for this request");
                         }
                     }
                 }
@@ -322,27 +370,35 @@ impl Worker {
             SUB_WRITE => {
                 if ok {
                     self.slots[slot as usize].piece_ok |= 1 << piece_index;
-                } else {
-                    // The member missed a write: it must never be read again. Recorded on the
-                    // other members before this write is acknowledged.
-                    array.fail_role(m, "write error");
+                    if let Some(piece) = piece {
+                        clear_bad(array, m, &piece);
+                    }
+                } else if let (false, Some(piece)) = (stale, piece) {
+                    // The member missed a write: it must never be read there again.
+                    member_write_failed(array, m, &piece, "write error");
                 }
             }
-            SUB_FLUSH if !ok => {
-                array.fail_role(m, "flush error");
+            SUB_FLUSH if !ok && !stale => {
+                if array.only_copy(m) {
+                    self.slots[slot as usize].failed = true;
+                } else {
+                    array.fail_role(m, "flush error");
+                }
             }
             SUB_REWRITE => {
-                if ok {
+                if let (true, Some(piece)) = (ok, piece) {
                     array.roles[m].counters.corrected += 1;
-                    tracing::info!(lun = %array.label, member = m, lba = s.lba, "read error repaired by rewriting from the other copy");
-                } else {
-                    array.fail_role(m, "read error and the rewrite failed");
+                    clear_bad(array, m, &piece);
+                    tracing::info!(lun = %array.label, member = m, lba = s.lba, "member range rewritten from the other copy");
+                } else if let (false, Some(piece)) = (stale, piece) {
+                    member_write_failed(array, m, &piece, "the rewrite from the other copy failed");
                 }
                 self.order_done(slot);
             }
             _ => {}
         }
         let st = &mut self.slots[slot as usize];
+        debug_assert!(st.pending > 0, "completion without a pending member I/O");
         st.pending = st.pending.saturating_sub(1);
         if st.pending > 0 {
             return;
@@ -366,48 +422,66 @@ impl Worker {
             }
             _ => !st.failed && st.piece_ok & all == all,
         };
-        // A read that needed the other copy: rewrite the bad member from the good data first.
-        if s.op == Op::Read && success && st.bad != 0 && sub != SUB_REWRITE {
-            let bad = st.bad as usize - 1;
-            if let Some(piece) = layout
-                .pieces(s.lba, s.count as u64)
-                .and_then(|mut p| p.nth(st.rewrite_piece as usize))
-            {
-                let writable = self.arrays[t].as_ref().is_some_and(|a| a.writable(bad));
-                let extent = Extent {
-                    lun: t as u16,
-                    lba: piece.array_lba,
-                    count: piece.sectors as u32,
-                };
-                if writable && self.order.try_admit(slot, extent) {
-                    self.in_flight += 1;
-                    self.slots[slot as usize].pending = 1;
-                    let at = ((piece.array_lba - s.lba) as usize) * SECTOR_SIZE;
-                    // SAFETY: inside the slot's data area, as for the read.
-                    let buf =
-                        unsafe { self.slab.frame_ptr(slot as usize).add(ATA_DATA_OFFSET + at) };
-                    let sector = member_sector(&piece, bad);
-                    let ud = raid_ud(slot, st.rewrite_piece as usize, bad, SUB_REWRITE);
-                    self.member_io(
-                        t,
-                        bad,
-                        sector,
-                        buf,
-                        piece.sectors as u32 * SECTOR_SIZE as u32,
-                        true,
-                        libc::RWF_DSYNC,
-                        ud,
-                    );
-                    return;
-                }
-                if writable {
-                    // A write to these sectors is in flight: it rewrites the member itself
-                    // (or fails it).
-                    tracing::debug!(lun = t, "rewrite skipped: a write covers the region");
-                }
-            }
+        if s.op == Op::Read
+            && success
+            && st.bad != 0
+            && sub != SUB_REWRITE
+            && self.start_rewrite(slot)
+        {
+            return;
         }
         self.raid_finish(slot, success);
+    }
+
+    /// After a read that was served from the other copy, rewrites the copy that failed (or
+    /// that the bad-block list excluded) with the good data, ordered against writes to the
+    /// same sectors. Returns false when there is nothing to do (the reply goes out at once).
+    fn start_rewrite(&mut self, slot: u32) -> bool {
+        let st = self.slots[slot as usize];
+        let t = st.target as usize;
+        let bad = st.bad as usize - 1;
+        let Some(array) = self.arrays[t].as_ref() else {
+            return false;
+        };
+        let Some(piece) = array
+            .layout()
+            .pieces(st.lba, st.count as u64)
+            .and_then(|mut p| p.nth(st.rewrite_piece as usize))
+        else {
+            return false;
+        };
+        if !array.writable(bad) || !piece.copies.iter().any(|(c, _)| *c == bad) {
+            return false;
+        }
+        let extent = Extent {
+            lun: t as u16,
+            lba: piece.array_lba,
+            count: piece.sectors as u32,
+        };
+        if !self.order.try_admit(slot, extent) {
+            // A write to these sectors is in flight: it rewrites the member itself (or
+            // fails it).
+            tracing::debug!(lun = t, "rewrite skipped: a write covers the region");
+            return false;
+        }
+        self.in_flight += 1;
+        self.slots[slot as usize].pending = 1;
+        let at = ((piece.array_lba - st.lba) as usize) * SECTOR_SIZE;
+        // SAFETY: inside the slot's data area, as for the read.
+        let buf = unsafe { self.slab.frame_ptr(slot as usize).add(ATA_DATA_OFFSET + at) };
+        let sector = member_sector(&piece, bad);
+        let ud = raid_ud(slot, st.rewrite_piece as usize, bad, SUB_REWRITE);
+        self.member_io(
+            t,
+            bad,
+            sector,
+            buf,
+            piece.sectors as u32 * SECTOR_SIZE as u32,
+            true,
+            libc::RWF_DSYNC,
+            ud,
+        );
+        true
     }
 
     /// Reissues one member I/O (after EINVAL or on the other copy).
@@ -511,9 +585,21 @@ impl Worker {
             let Some(a) = self.arrays[t].as_mut() else {
                 continue;
             };
+            // A disk cut short under the shelf is failed before it can serve what lies past
+            // its new end.
+            for m in 0..a.roles.len() {
+                if a.writable(m) {
+                    fail_if_shrunk(a, m);
+                }
+            }
             let resyncing =
                 a.resync_owed || a.sync.as_ref().is_some_and(|j| j.kind == SyncKind::Resync);
             if !resyncing && tick % super::TICKS_PER_SECOND == 0 {
+                // Write-back: the data a region's bit protects must be stable before the bit
+                // goes, or a power cut would lose writes that no resync knows about.
+                if !self.targets[t].writethrough && a.intent.dirty_count() > 0 {
+                    flush_members(a);
+                }
                 let cleared = a.intent.clear_idle(tick, 5 * super::TICKS_PER_SECOND);
                 if cleared > 0 {
                     if let Err(e) = a.persist_bitmap() {
@@ -583,6 +669,7 @@ impl Worker {
                 return;
             };
             let step = job.plan(a);
+            let job_id = job.id;
             let Some(step) = step else {
                 let done = job.done();
                 a.sync = Some(job);
@@ -599,8 +686,13 @@ impl Worker {
                 job_step: k,
                 step,
                 pending: 0,
-                failed: false,
+                source_failed: false,
+                compare_failed: false,
+                write_failed: false,
+                reversed: false,
                 writing: false,
+                written_to: (0, 0),
+                job_id,
             });
             let pseudo = (self.slots.len() + sid) as u32;
             let extent = Extent {
@@ -670,29 +762,42 @@ impl Worker {
         };
         let t = s.target as usize;
         let bytes = s.step.sectors * SECTOR_SIZE as u64;
-        let ok = result as i64 == bytes as i64;
         if let Some(a) = self.arrays[t].as_mut() {
+            let stale = a.roles[m].generation != ud_generation(ud);
+            let ok = !stale && result as i64 == bytes as i64;
             let role = &mut a.roles[m];
             role.in_flight = role.in_flight.saturating_sub(1);
             if ok {
                 role.counters.ios += 1;
                 role.counters.bytes += bytes;
-            } else {
+            } else if !stale {
                 if sub == STEP_WRITE {
                     role.counters.write_errors += 1;
                 } else {
                     role.counters.read_errors += 1;
                 }
                 tracing::warn!(lun = %a.label, member = m, lba = s.step.lba, result, "sync I/O failed");
-                a.fail_role(
-                    m,
-                    if sub == STEP_WRITE {
-                        "write error during sync"
-                    } else {
-                        "read error during sync"
-                    },
-                );
-                s.failed = true;
+                fail_if_shrunk(a, m);
+            }
+            if !ok {
+                match sub {
+                    STEP_READ => s.source_failed = true,
+                    STEP_COMPARE => s.compare_failed = true,
+                    _ => s.write_failed = true,
+                }
+            }
+            if sub == STEP_WRITE && !stale {
+                let (w, wsector) = s.written_to;
+                if ok {
+                    let role = &mut a.roles[w];
+                    if !role.bad.is_empty() {
+                        role.bad.clear(wsector, s.step.sectors);
+                    }
+                } else if a.only_copy(w) {
+                    a.record_bad(w, wsector, s.step.sectors, "write error during sync");
+                } else {
+                    a.fail_role(w, "write error during sync");
+                }
             }
         }
         s.pending = s.pending.saturating_sub(1);
@@ -700,57 +805,121 @@ impl Worker {
         if s.pending > 0 {
             return;
         }
-        // Reads done: compare and/or write.
-        if !s.writing && !s.failed {
-            let mut write_to = s.step.target;
-            if let Some(_c) = s.step.compare {
-                // SAFETY: both step buffers hold `bytes` bytes just read.
-                let (a, b) = unsafe {
-                    (
-                        std::slice::from_raw_parts(self.sync_buf(sid, false), bytes as usize),
-                        std::slice::from_raw_parts(self.sync_buf(sid, true), bytes as usize),
-                    )
-                };
-                let differ = a != b;
-                if let Some(job) = self.arrays[t].as_mut().and_then(|a| a.sync.as_mut()) {
-                    job.compared += 1;
+        if !s.writing && self.sync_after_reads(sid, s) {
+            return;
+        }
+        self.sync_step_done(sid, s);
+    }
+
+    /// Both reads of step `sid` are in: decides what to write (rebuild target, resync copy,
+    /// scrub repair), or retries a resync in the other direction. Returns true when more I/O
+    /// was started for the step.
+    fn sync_after_reads(&mut self, sid: usize, mut s: SyncSlot) -> bool {
+        let t = s.target as usize;
+        let bytes = s.step.sectors * SECTOR_SIZE as u64;
+        let Some(a) = self.arrays[t].as_mut() else {
+            return false;
+        };
+        // A step of a job that was replaced writes nothing.
+        let kind = a.sync.as_ref().filter(|j| j.id == s.job_id).map(|j| j.kind);
+        let mut write = None;
+        match kind {
+            Some(SyncKind::Scrub { repair }) => match (s.source_failed, s.compare_failed) {
+                (false, false) => {
+                    // SAFETY: both step buffers hold `bytes` bytes just read.
+                    let differ = unsafe {
+                        std::slice::from_raw_parts(self.sync_buf(sid, false), bytes as usize)
+                            != std::slice::from_raw_parts(self.sync_buf(sid, true), bytes as usize)
+                    };
+                    if let Some(job) = self.arrays[t].as_mut().and_then(|a| a.sync.as_mut()) {
+                        job.compared += 1;
+                        if differ {
+                            job.mismatches += 1;
+                        }
+                    }
                     if differ {
-                        job.mismatches += 1;
-                        if matches!(job.kind, SyncKind::Scrub { repair: true }) {
-                            write_to = s.step.compare;
+                        tracing::warn!(
+                            lun = t,
+                            lba = s.step.lba,
+                            sectors = s.step.sectors,
+                            "scrub: the copies differ"
+                        );
+                        if repair {
+                            write = s.step.compare.map(|c| (c, false));
                         }
                     }
                 }
-                if differ {
-                    tracing::warn!(
+                // A scrub read error is repaired from the other copy, never a failure.
+                (true, false) => write = Some((s.step.source, true)),
+                (false, true) => write = s.step.compare.map(|c| (c, false)),
+                (true, true) => {
+                    tracing::error!(
                         lun = t,
                         lba = s.step.lba,
                         sectors = s.step.sectors,
-                        "scrub: the copies differ"
-                    );
+                        "scrub: neither copy can be read"
+                    )
                 }
-            }
-            if let Some((w, wsector)) = write_to {
-                if let Some(slot) = self.sync_slots[sid].as_mut() {
-                    slot.writing = true;
-                    slot.pending = 1;
+            },
+            Some(SyncKind::Resync) if s.source_failed => {
+                if let (false, Some(target)) = (s.reversed, s.step.target) {
+                    // The first copy cannot be read: copy the other way instead.
+                    s.reversed = true;
+                    s.source_failed = false;
+                    s.step.target = Some(s.step.source);
+                    s.step.source = target;
+                    self.sync_slots[sid] = Some(s);
+                    self.in_flight -= 1;
+                    self.sync_read(sid);
+                    return true;
                 }
-                let buf = self.sync_buf(sid, false);
-                let flags = libc::RWF_DSYNC;
-                self.member_io(
-                    t,
-                    w,
-                    wsector,
-                    buf,
-                    bytes as u32,
-                    true,
-                    flags,
-                    sync_ud(sid, w, STEP_WRITE),
+                tracing::error!(
+                    lun = t,
+                    lba = s.step.lba,
+                    sectors = s.step.sectors,
+                    "resync: neither copy can be read"
                 );
-                return;
             }
+            Some(SyncKind::Rebuild) if s.source_failed => {
+                // The last in-sync copy did not read: it stays in service, and the range is
+                // listed bad on the rebuilt member (never served from it unwritten).
+                if let Some((r, sector)) = s.step.target {
+                    a.roles[r].bad.add(sector, s.step.sectors);
+                    if let Some(j) = a.sync.as_mut() {
+                        j.unreadable_sectors += s.step.sectors;
+                    }
+                    tracing::error!(lun = %a.label, lba = s.step.lba, sectors = s.step.sectors, role = r, "rebuild: the source cannot read this range: listed bad on the new member, the rebuild goes on");
+                }
+            }
+            Some(_) => write = s.step.target.map(|c| (c, false)),
+            None => {}
         }
-        // Step done.
+        let Some(((w, wsector), from_second)) = write else {
+            return false;
+        };
+        s.writing = true;
+        s.pending = 1;
+        s.written_to = (w, wsector);
+        self.sync_slots[sid] = Some(s);
+        let buf = self.sync_buf(sid, from_second);
+        self.member_io(
+            t,
+            w,
+            wsector,
+            buf,
+            bytes as u32,
+            true,
+            libc::RWF_DSYNC,
+            sync_ud(sid, w, STEP_WRITE),
+        );
+        true
+    }
+
+    /// Step `sid` is finished: frees it, moves the job's checkpoint (only if the step belongs
+    /// to the running job) and plans more.
+    fn sync_step_done(&mut self, sid: usize, s: SyncSlot) {
+        let t = s.target as usize;
+        let bytes = s.step.sectors * SECTOR_SIZE as u64;
         self.in_flight -= 1;
         self.sync_slots[sid] = None;
         let pseudo = (self.slots.len() + sid) as u32;
@@ -758,10 +927,14 @@ impl Worker {
         let Some(a) = self.arrays[t].as_mut() else {
             return;
         };
-        let Some(job) = a.sync.as_mut() else {
+        let Some(job) = a.sync.as_mut().filter(|j| j.id == s.job_id) else {
+            // A step of a job that was replaced (a disk added restarts the rebuild): its
+            // result belongs to nobody now.
+            self.pump_sync(t);
             return;
         };
-        job.finished_step(s.job_step, if s.failed { 0 } else { bytes });
+        let failed = s.source_failed || s.compare_failed || s.write_failed;
+        job.finished_step(s.job_step, if failed { 0 } else { bytes });
         let cp = job.checkpoint();
         let kind = job.kind;
         if kind == SyncKind::Rebuild {
@@ -802,7 +975,7 @@ impl Worker {
                 if job.unrecoverable > 0 {
                     a.lost = true;
                 }
-                tracing::info!(lun = %a.label, members = finished, bytes = job.bytes, seconds = format!("{secs:.1}"), rate_mib_s = format!("{:.1}", job.rate() / 1048576.0), unrecoverable = job.unrecoverable, "rebuild finished");
+                tracing::info!(lun = %a.label, members = finished, bytes = job.bytes, seconds = format!("{secs:.1}"), rate_mib_s = format!("{:.1}", job.rate() / 1048576.0), unrecoverable = job.unrecoverable, unreadable_sectors = job.unreadable_sectors, bad_sectors = a.bad_sectors(), "rebuild finished");
                 if let Err(e) = a.commit("rebuild finished") {
                     tracing::error!(lun = %a.label, error = %e, "could not record the rebuild");
                 }
@@ -845,3 +1018,79 @@ fn member_sector(piece: &Piece, m: usize) -> u64 {
 
 /// Compile-time check that step buffers fit the slot pool.
 const _: () = assert!(SYNC_SLOTS >= MAX_STEPS);
+
+/// Counts one completed member I/O of a client request.
+fn count_member_io(
+    c: &mut crate::store::raid10::MemberCounters,
+    sub: u64,
+    result: i32,
+    ok: bool,
+    submitted: u64,
+) {
+    let took = crate::metrics::monotonic_ns().saturating_sub(submitted);
+    let moved = result.max(0) as u64;
+    if sub == SUB_READ {
+        c.read_latency.record(took);
+        c.read_bytes += moved;
+    } else {
+        c.write_latency.record(took);
+        c.written_bytes += moved;
+    }
+    if ok {
+        c.ios += 1;
+        c.bytes += moved;
+    } else if sub == SUB_READ {
+        c.read_errors += 1;
+    } else {
+        c.write_errors += 1;
+    }
+}
+
+/// Fails member `m` if its disk shrank below what the array needs (a file cut short, a
+/// device resized): what it would return past its new end is not the array's data.
+fn fail_if_shrunk(array: &mut Array, m: usize) -> bool {
+    let sectors = array.member_sectors();
+    let shrunk = array.roles[m]
+        .dev
+        .as_ref()
+        .is_some_and(|d| d.shrank_below(sectors));
+    if shrunk {
+        array.fail_role(m, "the disk shrank below the array's member size");
+    }
+    shrunk
+}
+
+/// A write to member `m` of `piece` failed: the member no longer holds those sectors. It is
+/// failed, unless it holds the only in-sync copy of some data: then only the range is
+/// listed bad (reads of it answer UNC) and everything else keeps being served.
+fn member_write_failed(array: &mut Array, m: usize, piece: &Piece, why: &str) {
+    if array.only_copy(m) {
+        array.record_bad(m, member_sector(piece, m), piece.sectors, why);
+    } else {
+        array.fail_role(m, why);
+    }
+}
+
+/// Member `m` now holds `piece`'s data: takes the range off its bad-block list.
+fn clear_bad(array: &mut Array, m: usize, piece: &Piece) {
+    let role = &mut array.roles[m];
+    if !role.bad.is_empty() && role.bad.clear(member_sector(piece, m), piece.sectors) {
+        tracing::info!(lun = %array.label, member = m, lba = piece.array_lba, "bad range rewritten: readable again");
+    }
+}
+
+/// Makes every live member's written data stable (write-back arrays, before bits clear).
+fn flush_members(array: &mut Array) {
+    for m in 0..array.roles.len() {
+        if !array.writable(m) {
+            continue;
+        }
+        let res = array.roles[m].dev.as_ref().map(|d| d.sync_data());
+        if let Some(Err(e)) = res {
+            tracing::error!(lun = %array.label, member = m, error = %e, "flush before clearing the write-intent bitmap failed");
+            if !array.only_copy(m) {
+                array.fail_role(m, "flush error");
+            }
+        }
+    }
+}

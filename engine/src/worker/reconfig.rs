@@ -53,6 +53,9 @@ pub(super) fn parse_lun(arg: &str) -> Result<u8, String> {
         .ok_or_else(|| format!("'{arg}' is not a valid lun value (0..254)"))
 }
 
+/// Most disks one shelf may list (bounds ranges typed at the console).
+const MAX_SHELF_DISKS: usize = 4096;
+
 /// Parses disk names: `7.0`, `0`, ranges `7.0-3` or `0-3`; the shelf, when given, must be
 /// `shelf`.
 pub(super) fn parse_disks(args: &[&str], shelf: u16) -> Result<Vec<usize>, String> {
@@ -80,6 +83,12 @@ pub(super) fn parse_disks(args: &[&str], shelf: u16) -> Result<Vec<usize>, Strin
         };
         if to < from {
             return Err(bad());
+        }
+        // Bounded before anything is allocated: a shelf has at most this many disks.
+        if to >= MAX_SHELF_DISKS || out.len() + (to - from) >= MAX_SHELF_DISKS {
+            return Err(format!(
+                "'{arg}' names more disks than a shelf can hold ({MAX_SHELF_DISKS})"
+            ));
         }
         for d in from..=to {
             if out.contains(&d) {

@@ -2,6 +2,7 @@
 //! the event counter, and every state change written to the members' superblocks before it
 //! takes effect. The worker drives the data I/O; this type decides where it may go.
 
+use super::badblocks::BadBlocks;
 use super::bitmap::{region_sectors_for, WriteIntent};
 use super::member::{MemberDisk, DATA_OFFSET_SECTORS};
 use super::sync::{SyncJob, SyncKind};
@@ -82,6 +83,25 @@ pub struct Role {
     pub counters: MemberCounters,
     /// Injected errors.
     pub fault: Fault,
+    /// Member ranges that do not hold the array's data (never read from this member).
+    pub bad: BadBlocks,
+    /// Incarnation of the disk in this role (bumped whenever the disk changes): a completion
+    /// of I/O issued to an earlier disk is recognised and cannot act on the new one.
+    pub generation: u8,
+}
+
+impl Role {
+    fn new(dev: Option<MemberDisk>, state: RoleState) -> Role {
+        Role {
+            dev,
+            state,
+            in_flight: 0,
+            counters: MemberCounters::default(),
+            fault: Fault::None,
+            bad: BadBlocks::new(),
+            generation: 0,
+        }
+    }
 }
 
 /// An array-level failure to start or to change state.
@@ -130,6 +150,8 @@ pub struct Array {
     checkpoint: u64,
     /// Scrub results: pieces compared and mismatches found by the last scrub.
     pub last_scrub: Option<(u64, u64, bool)>,
+    /// Identity of the next sync job (a step of an ended job cannot touch a newer one).
+    next_job_id: u32,
 }
 
 impl fmt::Debug for Array {
@@ -355,13 +377,7 @@ impl Array {
                     (d, state)
                 }
             };
-            roles.push(Role {
-                dev,
-                state,
-                in_flight: 0,
-                counters: MemberCounters::default(),
-                fault: Fault::None,
-            });
+            roles.push(Role::new(dev, state));
         }
         // A freshly re-added disk restarts the rebuild for everyone.
         let checkpoint = if report.rebuilding.is_empty() {
@@ -399,6 +415,35 @@ impl Array {
             intent.mark_all();
         }
         report.dirty_regions = intent.dirty_count();
+        for (r, role) in roles.iter_mut().enumerate() {
+            let Some(d) = &role.dev else {
+                continue;
+            };
+            if role.state == RoleState::Recovering && report.rebuilding.contains(&d.disk) {
+                // Re-added for a full rebuild: its old list no longer describes it.
+                role.bad.unsaved = true;
+                continue;
+            }
+            match d.read_badblocks(&newest.array_uuid) {
+                Ok(list) => {
+                    if !list.is_empty() {
+                        tracing::warn!(lun = label, role = r, disk = d.disk, ranges = list.ranges().len(), sectors = list.sectors(), "member carries a bad-block list: those sectors are read from the other copy or answered as unreadable");
+                    }
+                    role.bad = list;
+                }
+                Err(e) => {
+                    tracing::error!(lun = label, role = r, disk = d.disk, error = %e, "bad-block list unreadable: the member is rebuilt from its partner");
+                    role.state = RoleState::Recovering;
+                    role.bad.unsaved = true;
+                    report.rebuilding.push(d.disk);
+                }
+            }
+        }
+        let checkpoint = if report.rebuilding.is_empty() {
+            checkpoint
+        } else {
+            0
+        };
         let mut array = Array {
             label: label.to_string(),
             uuid: newest.array_uuid,
@@ -413,6 +458,7 @@ impl Array {
             lost: false,
             checkpoint,
             last_scrub: None,
+            next_job_id: 1,
         };
         array.commit("assembled")?;
         Ok((array, report))
@@ -452,12 +498,11 @@ impl Array {
         }
         let roles = devs
             .into_iter()
-            .map(|d| Role {
-                dev: Some(d),
-                state: RoleState::Active,
-                in_flight: 0,
-                counters: MemberCounters::default(),
-                fault: Fault::None,
+            .map(|d| {
+                let mut role = Role::new(Some(d), RoleState::Active);
+                // A new array: whatever list an earlier life of the disk left is void.
+                role.bad.unsaved = true;
+                role
             })
             .collect();
         let mut intent = WriteIntent::new(layout.sectors(), region_sectors_for(layout.sectors()));
@@ -478,6 +523,7 @@ impl Array {
             lost: false,
             checkpoint: 0,
             last_scrub: None,
+            next_job_id: 1,
         };
         // The bitmap first (all dirty unless clean), then the superblocks that make it an
         // array: a crash in between leaves blank disks, never an array without its bitmap.
@@ -541,7 +587,79 @@ impl Array {
     /// Bumps the event counter and writes every live member's superblock (marked dirty:
     /// the array is in service). A member whose superblock cannot be written is failed.
     pub fn commit(&mut self, why: &str) -> Result<(), ArrayError> {
+        self.persist_badblocks();
         self.write_superblocks(true, why)
+    }
+
+    /// Writes every changed bad-block list to its member (before any superblock that could
+    /// make the listed sectors reachable). A member that cannot take its list is failed
+    /// unless it holds the only in-sync copy of some data (then the list stays in memory and
+    /// the error is logged).
+    pub fn persist_badblocks(&mut self) {
+        for r in 0..self.roles.len() {
+            let role = &self.roles[r];
+            if !role.bad.unsaved || !matches!(role.state, RoleState::Active | RoleState::Recovering)
+            {
+                continue;
+            }
+            let Some(d) = &role.dev else {
+                continue;
+            };
+            match d.write_badblocks(&role.bad, &self.uuid) {
+                Ok(()) => self.roles[r].bad.unsaved = false,
+                Err(e) => {
+                    tracing::error!(lun = %self.label, role = r, disk = d.disk, error = %e, "bad-block list not written");
+                    if !self.only_copy(r) {
+                        self.roles[r].state = RoleState::Failed;
+                        self.roles[r].bad.unsaved = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lists member sectors `sector..sector + sectors` of role `r` as not holding the array's
+    /// data, and makes the list stable at once. Returns false if it could not be written.
+    pub fn record_bad(&mut self, r: usize, sector: u64, sectors: u64, why: &str) -> bool {
+        let Some(role) = self.roles.get_mut(r) else {
+            return false;
+        };
+        if !role.bad.add(sector, sectors) {
+            return true;
+        }
+        tracing::error!(lun = %self.label, role = r, disk = role.dev.as_ref().map(|d| d.disk), sector, sectors, why, "bad range recorded: never read from this member until rewritten");
+        self.persist_badblocks();
+        !self.roles[r].bad.unsaved
+    }
+
+    /// True when role `r` holds the only in-sync copy of some chunk: failing it would lose
+    /// data, so errors on it are answered per range instead.
+    pub fn only_copy(&self, r: usize) -> bool {
+        let n = self.roles.len() as u64;
+        (0..n.min(self.layout.chunks())).any(|chunk| {
+            let copies = self.layout.locate(chunk * self.layout.chunk_sectors());
+            copies.iter().any(|(m, _)| *m == r)
+                && copies
+                    .iter()
+                    .all(|(m, _)| *m == r || self.roles[*m].state != RoleState::Active)
+        })
+    }
+
+    /// Data sectors every member contributes.
+    pub fn member_sectors(&self) -> u64 {
+        self.member_sectors
+    }
+
+    /// Sectors listed bad over all members.
+    pub fn bad_sectors(&self) -> u64 {
+        self.roles.iter().map(|r| r.bad.sectors()).sum()
+    }
+
+    /// A fresh identity for a new sync job.
+    pub fn new_job_id(&mut self) -> u32 {
+        let id = self.next_job_id;
+        self.next_job_id = self.next_job_id.wrapping_add(1).max(1);
+        id
     }
 
     /// Orderly shutdown with nothing in flight: both copies agree everywhere except where a
@@ -560,6 +678,7 @@ impl Array {
             self.intent.load(&[]);
         }
         self.persist_bitmap()?;
+        self.persist_badblocks();
         self.write_superblocks(resync_pending, "stopped")
     }
 
@@ -676,9 +795,14 @@ impl Array {
         tracing::info!(lun = %self.label, role = r, disk = dev.disk, path = %dev.path().display(), "disk added: rebuild starts");
         let old = self.roles[r].dev.replace(dev);
         drop(old);
-        self.roles[r].state = RoleState::Recovering;
-        self.roles[r].fault = Fault::None;
-        self.roles[r].counters = MemberCounters::default();
+        let role = &mut self.roles[r];
+        role.state = RoleState::Recovering;
+        role.fault = Fault::None;
+        role.counters = MemberCounters::default();
+        role.generation = role.generation.wrapping_add(1);
+        // Whatever list the disk carries from an earlier life is void: written empty.
+        role.bad = BadBlocks::new();
+        role.bad.unsaved = true;
         self.checkpoint = 0;
         // A running rebuild restarts from the beginning so that it covers the new role.
         if self
@@ -700,6 +824,7 @@ impl Array {
         if role.state != RoleState::Failed {
             return None;
         }
+        role.generation = role.generation.wrapping_add(1);
         role.dev.take()
     }
 
@@ -726,6 +851,12 @@ impl Array {
         let role = &self.roles[m];
         if role.dev.is_none() {
             return false;
+        }
+        if !role.bad.is_empty() {
+            let sector = piece.copies.iter().find(|(c, _)| *c == m).map(|(_, s)| *s);
+            if sector.is_none_or(|s| role.bad.overlaps(s, piece.sectors)) {
+                return false;
+            }
         }
         match role.state {
             RoleState::Active => true,
@@ -804,14 +935,17 @@ impl Array {
                 .iter()
                 .any(|r| r.state == RoleState::Recovering && r.dev.is_some());
             if rebuild {
+                let id = self.new_job_id();
                 self.sync = Some(SyncJob::new(
                     SyncKind::Rebuild,
                     self.checkpoint,
                     self.sectors(),
+                    id,
                 ));
             } else if self.resync_owed {
                 self.resync_owed = false;
-                self.sync = Some(SyncJob::new(SyncKind::Resync, 0, self.sectors()));
+                let id = self.new_job_id();
+                self.sync = Some(SyncJob::new(SyncKind::Resync, 0, self.sectors(), id));
             }
             if let Some(j) = &self.sync {
                 tracing::info!(lun = %self.label, job = %j.kind, from = j.cursor, "sync job starts");

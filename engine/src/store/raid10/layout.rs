@@ -6,6 +6,11 @@
 
 /// Copies of every chunk.
 pub const COPIES: u64 = 2;
+/// Most members an array may have (the YAML, the console and superblocks read from disks
+/// are all held to it).
+pub const MAX_MEMBERS: usize = 64;
+/// Largest chunk: 16 MiB.
+pub const MAX_CHUNK_SECTORS: u64 = 32768;
 
 /// The layout was asked for something impossible.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,8 +18,11 @@ pub enum LayoutError {
     /// Fewer than two members.
     #[error("RAID-10 needs at least 2 members, got {0}")]
     TooFewMembers(usize),
+    /// More members than an array may have.
+    #[error("RAID-10 takes at most 64 members, got {0}")]
+    TooManyMembers(usize),
     /// The chunk is not a power of two of at least 4 KiB.
-    #[error("chunk of {0} sectors is not a power of two of at least 8 sectors (4 KiB)")]
+    #[error("chunk of {0} sectors is not a power of two from 8 sectors (4 KiB) to 32768 (16 MiB)")]
     BadChunk(u64),
     /// The members hold less than one row of chunks.
     #[error("members of {0} data sectors hold no full chunk")]
@@ -51,7 +59,13 @@ impl Layout {
         if members < 2 {
             return Err(LayoutError::TooFewMembers(members));
         }
-        if chunk_sectors < 8 || !chunk_sectors.is_power_of_two() {
+        if members > MAX_MEMBERS {
+            return Err(LayoutError::TooManyMembers(members));
+        }
+        if chunk_sectors < 8
+            || chunk_sectors > MAX_CHUNK_SECTORS
+            || !chunk_sectors.is_power_of_two()
+        {
             return Err(LayoutError::BadChunk(chunk_sectors));
         }
         let rows = member_sectors / chunk_sectors;

@@ -2,6 +2,7 @@
 //! (two superblock copies, the write-intent bitmap block), read and written synchronously
 //! with an fdatasync after each step so that the order of updates is the order on disk.
 
+use super::badblocks::{BadBlocks, BADBLOCKS_BYTES, BADBLOCKS_OFFSET};
 use super::bitmap::{BITMAP_BYTES, BITMAP_OFFSET};
 use super::{Superblock, SUPERBLOCK_BYTES};
 use crate::store::{Backing, BackingOptions, StoreError};
@@ -129,7 +130,10 @@ impl MemberDisk {
     /// Erases both superblock copies and the bitmap (the disk becomes blank).
     pub fn wipe_metadata(&self) -> std::io::Result<()> {
         let f = self.meta_file()?;
-        f.write_all_at(&vec![0u8; 2 * SUPERBLOCK_BYTES + BITMAP_BYTES], 0)?;
+        f.write_all_at(
+            &vec![0u8; 2 * SUPERBLOCK_BYTES + BITMAP_BYTES + BADBLOCKS_BYTES],
+            0,
+        )?;
         f.sync_data()
     }
 
@@ -146,6 +150,36 @@ impl MemberDisk {
         let mut b = vec![0u8; BITMAP_BYTES];
         f.read_exact_at(&mut b, BITMAP_OFFSET)?;
         Ok(b)
+    }
+
+    /// Writes the bad-block list of array `uuid` and makes it stable.
+    pub fn write_badblocks(&self, list: &BadBlocks, uuid: &[u8; 16]) -> std::io::Result<()> {
+        let f = self.meta_file()?;
+        f.write_all_at(&list.encode_block(uuid), BADBLOCKS_OFFSET)?;
+        f.sync_data()
+    }
+
+    /// Reads the bad-block list of array `uuid` (empty when the disk holds none for it).
+    pub fn read_badblocks(&self, uuid: &[u8; 16]) -> std::io::Result<BadBlocks> {
+        let f = self.meta_file()?;
+        let mut b = vec![0u8; BADBLOCKS_BYTES];
+        f.read_exact_at(&mut b, BADBLOCKS_OFFSET)?;
+        BadBlocks::decode_block(&b, uuid).map_err(std::io::Error::other)
+    }
+
+    /// True when the disk is now smaller than an array member of `member_sectors` data
+    /// sectors needs (a file cut short, a device resized or gone).
+    pub fn shrank_below(&self, member_sectors: u64) -> bool {
+        let needed = (DATA_OFFSET_SECTORS + member_sectors) * 512;
+        match self.backing.current_bytes() {
+            Ok(bytes) => bytes < needed,
+            Err(_) => true,
+        }
+    }
+
+    /// Makes every write so far stable (fdatasync of the data descriptor).
+    pub fn sync_data(&self) -> std::io::Result<()> {
+        self.meta_file()?.sync_data()
     }
 
     /// Byte position of member data sector `sector`.

@@ -5,6 +5,7 @@
 
 mod array;
 mod assemble;
+mod badblocks;
 mod bitmap;
 mod layout;
 mod member;
@@ -13,8 +14,9 @@ mod sync;
 
 pub use array::{Array, ArrayError, Fault, MemberCounters, OpenReport, Role, RoleState};
 pub use assemble::{assemble, AssembleError, Assembly};
+pub use badblocks::{BadBlocks, BADBLOCKS_BYTES, BADBLOCKS_OFFSET, MAX_RANGES};
 pub use bitmap::{region_sectors_for, WriteIntent, BITMAP_BYTES, BITMAP_OFFSET};
-pub use layout::{Layout, LayoutError, Piece, COPIES};
+pub use layout::{Layout, LayoutError, Piece, COPIES, MAX_CHUNK_SECTORS, MAX_MEMBERS};
 pub use member::{MemberDisk, Metadata, DATA_OFFSET_SECTORS};
 pub use superblock::{MemberState, Superblock, SuperblockError, SUPERBLOCK_BYTES};
 pub use sync::{Step, SyncJob, SyncKind, MAX_STEPS, STEP_SECTORS};

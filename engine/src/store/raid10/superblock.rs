@@ -164,10 +164,16 @@ impl Superblock {
             rebuild_checkpoint: u64_at(b, 80),
             home: (b[91] == 1).then(|| (u16::from_le_bytes([b[88], b[89]]), b[90])),
         };
-        if sb.members < 2 || (sb.state != MemberState::Spare && sb.role >= sb.members) {
+        if sb.members < 2
+            || sb.members as usize > super::MAX_MEMBERS
+            || (sb.state != MemberState::Spare && sb.role >= sb.members)
+        {
             return Err(SuperblockError::Invalid("role/members"));
         }
-        if sb.chunk_sectors < 8 || !sb.chunk_sectors.is_power_of_two() {
+        if sb.chunk_sectors < 8
+            || u64::from(sb.chunk_sectors) > super::MAX_CHUNK_SECTORS
+            || !sb.chunk_sectors.is_power_of_two()
+        {
             return Err(SuperblockError::Invalid("chunk size"));
         }
         if sb.data_offset < (2 * SUPERBLOCK_BYTES as u64) / 512 {

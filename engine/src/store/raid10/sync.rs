@@ -76,12 +76,17 @@ pub struct SyncJob {
     pub mismatches: u64,
     /// Pieces that had no source copy (data lost there).
     pub unrecoverable: u64,
+    /// Sectors whose source could not be read: listed bad on the target (still readable from
+    /// the source once it reads again).
+    pub unreadable_sectors: u64,
+    /// This job's identity within its array.
+    pub id: u32,
     started: Instant,
 }
 
 impl SyncJob {
     /// A job over array sectors `from..end`.
-    pub fn new(kind: SyncKind, from: u64, end: u64) -> SyncJob {
+    pub fn new(kind: SyncKind, from: u64, end: u64, id: u32) -> SyncJob {
         SyncJob {
             kind,
             cursor: from,
@@ -92,6 +97,8 @@ impl SyncJob {
             compared: 0,
             mismatches: 0,
             unrecoverable: 0,
+            unreadable_sectors: 0,
+            id,
             started: Instant::now(),
         }
     }
@@ -155,8 +162,10 @@ impl SyncJob {
     }
 
     /// Plans the next step from the cursor, skipping pieces that need nothing. `None` when
-    /// nothing is left or the scan limit was reached (call again later).
-    pub fn plan(&mut self, array: &Array) -> Option<Step> {
+    /// nothing is left or the scan limit was reached (call again later). A rebuild piece
+    /// whose partner holds no in-sync copy is listed bad on the recovering role: the rebuild
+    /// goes on, and those sectors stay unreadable instead of being served unwritten.
+    pub fn plan(&mut self, array: &mut Array) -> Option<Step> {
         let layout = *array.layout();
         let chunk = layout.chunk_sectors();
         for _ in 0..SCAN_LIMIT {
@@ -166,20 +175,19 @@ impl SyncJob {
             let lba = self.cursor;
             let len = (chunk - lba % chunk).min(STEP_SECTORS).min(self.end - lba);
             let [a, b] = layout.locate(lba);
-            let state = |m: usize| {
-                if array.roles[m].dev.is_some() {
-                    array.roles[m].state
-                } else {
-                    RoleState::Missing
-                }
-            };
             let step = match self.kind {
                 SyncKind::Rebuild => {
-                    let (source, target) = match (state(a.0), state(b.0)) {
+                    let (source, target) = match (role_state(array, a.0), role_state(array, b.0)) {
                         (RoleState::Recovering, RoleState::Active) => (b, a),
                         (RoleState::Active, RoleState::Recovering) => (a, b),
                         (RoleState::Recovering, _) | (_, RoleState::Recovering) => {
+                            let (r, sector) = if role_state(array, a.0) == RoleState::Recovering {
+                                a
+                            } else {
+                                b
+                            };
                             self.unrecoverable += 1;
+                            array.roles[r].bad.add(sector, len);
                             self.cursor += len;
                             continue;
                         }
@@ -188,6 +196,13 @@ impl SyncJob {
                             continue;
                         }
                     };
+                    if array.roles[source.0].bad.overlaps(source.1, len) {
+                        // The source itself does not hold these sectors: nothing to copy.
+                        self.unreadable_sectors += len;
+                        array.roles[target.0].bad.add(target.1, len);
+                        self.cursor += len;
+                        continue;
+                    }
                     Step {
                         lba,
                         sectors: len,
@@ -202,7 +217,9 @@ impl SyncJob {
                         self.cursor = ((lba / region) + 1) * region;
                         continue;
                     }
-                    if state(a.0) != RoleState::Active || state(b.0) != RoleState::Active {
+                    if role_state(array, a.0) != RoleState::Active
+                        || role_state(array, b.0) != RoleState::Active
+                    {
                         self.cursor += len;
                         continue;
                     }
@@ -215,7 +232,9 @@ impl SyncJob {
                     }
                 }
                 SyncKind::Scrub { .. } => {
-                    if state(a.0) != RoleState::Active || state(b.0) != RoleState::Active {
+                    if role_state(array, a.0) != RoleState::Active
+                        || role_state(array, b.0) != RoleState::Active
+                    {
                         self.cursor += len;
                         continue;
                     }
@@ -232,5 +251,14 @@ impl SyncJob {
             return Some(step);
         }
         None
+    }
+}
+
+/// A role's state, `Missing` when it has no disk.
+fn role_state(array: &Array, m: usize) -> RoleState {
+    if array.roles[m].dev.is_some() {
+        array.roles[m].state
+    } else {
+        RoleState::Missing
     }
 }

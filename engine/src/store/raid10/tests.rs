@@ -164,9 +164,9 @@ fn sync_jobs_plan_only_what_is_needed() {
     let spare = MemberDisk::open(9, &d.join("d0.img")).unwrap();
     a.add_for_rebuild(3, spare).unwrap();
     assert!(a.state().contains("recovering"));
-    let mut job = SyncJob::new(SyncKind::Rebuild, 0, a.sectors());
+    let mut job = SyncJob::new(SyncKind::Rebuild, 0, a.sectors(), 1);
     let mut steps = Vec::new();
-    while let Some(s) = job.plan(&a) {
+    while let Some(s) = job.plan(&mut a) {
         steps.push(s);
     }
     assert!(job.cursor >= a.sectors());
@@ -182,19 +182,19 @@ fn sync_jobs_plan_only_what_is_needed() {
         );
     }
     // Resync visits dirty regions only.
-    let mut r = SyncJob::new(SyncKind::Resync, 0, a.sectors());
-    assert!(r.plan(&a).is_none(), "nothing dirty");
+    let mut r = SyncJob::new(SyncKind::Resync, 0, a.sectors(), 1);
+    assert!(r.plan(&mut a).is_none(), "nothing dirty");
     a.intent.begin_write(0, 1);
-    let mut r = SyncJob::new(SyncKind::Resync, 0, a.sectors());
-    let first = r.plan(&a).unwrap();
+    let mut r = SyncJob::new(SyncKind::Resync, 0, a.sectors(), 1);
+    let first = r.plan(&mut a).unwrap();
     assert_eq!(
         (first.lba, first.source.0, first.target.unwrap().0),
         (0, 0, 1)
     );
     // Scrub compares both copies where both are active (not the recovering pair).
-    let mut s = SyncJob::new(SyncKind::Scrub { repair: false }, 0, a.sectors());
+    let mut s = SyncJob::new(SyncKind::Scrub { repair: false }, 0, a.sectors(), 1);
     let mut n = 0;
-    while let Some(step) = s.plan(&a) {
+    while let Some(step) = s.plan(&mut a) {
         assert!(step.compare.is_some() && step.target.is_none());
         assert_ne!(step.source.0, 3);
         n += 1;

@@ -1,0 +1,117 @@
+#!/bin/sh
+# PID 1 of the initiator VM (busybox sh). Packed into the initramfs by deploy/vm/initiator.sh.
+#
+# Talks to the host only through the second serial port (ttyS1), one record per line:
+#   ESVM ev NAME UPTIME [text]     a step was reached (UPTIME = guest seconds since boot)
+#   ESVM begin NAME                 the lines up to "ESVM end NAME" are one attachment
+#   ESVM end NAME
+# The run's settings come from /etc/esvm.conf and the fio job from /etc/esvm/job.fio, both in
+# the small per-run archive the host appends to the cached initramfs.
+
+/bin/busybox --install -s /bin
+export PATH=/bin:/usr/bin
+mkdir -p /proc /sys /dev /tmp /run
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+
+# Defaults; /etc/esvm.conf overrides them.
+ESVM_DEV=e1.0 ESVM_MTU=1500 ESVM_NICS=1 ESVM_WAIT=30 ESVM_FIO_TIMEOUT=300
+ESVM_AOE_PARAMS="" ESVM_FIO_ARGS=""
+[ -r /etc/esvm.conf ] && . /etc/esvm.conf
+
+HOST=/dev/ttyS1
+if [ -c "$HOST" ]; then stty -F "$HOST" raw -echo 2>/dev/null; else HOST=/dev/console; fi
+
+uptime_s() { read -r u _ < /proc/uptime; echo "$u"; }
+ev() { # NAME [text]
+	line="ESVM ev $1 $(uptime_s)${2:+ $2}"
+	echo "$line" > "$HOST"
+	echo "$line" > /dev/console
+}
+attach() { # NAME CMD...: the output of CMD as one attachment
+	name=$1; shift
+	{ echo "ESVM begin $name"; "$@" 2>&1; echo "ESVM end $name"; } > "$HOST"
+}
+shutdown_vm() {
+	attach dmesg dmesg
+	ev poweroff
+	sync
+	poweroff -f
+	sleep 3
+	echo o > /proc/sysrq-trigger
+}
+abort() { ev fail "$*"; shutdown_vm; }
+
+ev init "kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo)"
+
+# NIC drivers (and anything else listed), dependencies first.
+MODS=/lib/modules/esvm
+while read -r m; do
+	[ -n "$m" ] || continue
+	insmod "$MODS/$m.ko" || abort "insmod $m failed"
+done < "$MODS/load-order"
+
+# Bring every NIC up at the run's MTU.
+ifaces=""
+i=0
+while [ "$i" -lt "$ESVM_NICS" ]; do
+	nic=eth$i
+	tries=0
+	until [ -e "/sys/class/net/$nic" ]; do
+		tries=$((tries + 1))
+		[ "$tries" -le 100 ] || abort "$nic did not appear within 10 s"
+		sleep 0.1
+	done
+	ip link set "$nic" mtu "$ESVM_MTU" || abort "cannot set MTU $ESVM_MTU on $nic"
+	ip link set "$nic" up || abort "cannot bring $nic up"
+	ifaces="${ifaces:+$ifaces }$nic"
+	i=$((i + 1))
+done
+ip link set lo up
+ev nics_up "ifaces=$(echo "$ifaces" | tr ' ' ,) mtu=$(cat /sys/class/net/eth0/mtu)"
+
+# The AoE initiator: discovery broadcasts go out on our NICs only.
+# shellcheck disable=SC2086 # ESVM_AOE_PARAMS is a list of module parameters
+insmod "$MODS/aoe.ko" "aoe_iflist=\"$ifaces\"" $ESVM_AOE_PARAMS || abort "insmod aoe failed"
+ev aoe_loaded "params=aoe_iflist=$(echo "$ifaces" | tr ' ' ,)${ESVM_AOE_PARAMS:+,$ESVM_AOE_PARAMS}"
+
+# Wait until the target is configured: block device present, non-zero size, state "up".
+BDEV=/dev/etherd/$ESVM_DEV
+SYSD="/sys/block/etherd!$ESVM_DEV"
+ticks=0
+while :; do
+	if [ -b "$BDEV" ] && [ -r "$SYSD/size" ] && [ "$(cat "$SYSD/size")" != 0 ]; then
+		case "$(cat "$SYSD/state" 2>/dev/null)" in up*) break ;; esac
+	fi
+	ticks=$((ticks + 1))
+	[ "$ticks" -le $((ESVM_WAIT * 5)) ] || abort "$BDEV not up within ${ESVM_WAIT} s"
+	# Ask again every second, as aoe-discover would.
+	[ $((ticks % 5)) = 0 ] && [ -c /dev/etherd/discover ] && echo > /dev/etherd/discover
+	sleep 0.2
+done
+aoe_attrs() {
+	for a in state payload size mac netif firmware-version queue/max_hw_sectors_kb queue/max_sectors_kb; do
+		[ -r "$SYSD/$a" ] && echo "$a=$(cat "$SYSD/$a")"
+	done
+}
+ev device_up "dev=$BDEV payload=$(cat "$SYSD/payload" 2>/dev/null) sectors=$(cat "$SYSD/size")"
+attach aoe_sysfs aoe_attrs
+
+{ printf '[global]\nfilename=%s\n' "$BDEV"; cat /etc/esvm/job.fio; } > /tmp/job.fio
+ev fio_start
+# shellcheck disable=SC2086 # ESVM_FIO_ARGS is a list of fio options
+timeout "$ESVM_FIO_TIMEOUT" fio --output-format=json --output=/tmp/fio.json $ESVM_FIO_ARGS /tmp/job.fio \
+	> /tmp/fio.stderr 2>&1
+rc=$?
+ev fio_end "rc=$rc"
+attach fio_json cat /tmp/fio.json
+attach fio_stderr cat /tmp/fio.stderr
+attach aoe_sysfs_after aoe_attrs
+if [ -d /sys/kernel/debug/aoe ]; then
+	attach aoe_debugfs sh -c 'for f in /sys/kernel/debug/aoe/*; do echo "# $f"; cat "$f"; done'
+fi
+ev result "fio_rc=$rc"
+shutdown_vm
