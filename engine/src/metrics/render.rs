@@ -118,6 +118,10 @@ fn describe() {
     );
     describe_gauge!("ethershelf_member_in_flight", "Member I/Os in flight");
     describe_gauge!(
+        "ethershelf_member_bad_sectors",
+        "Sectors on the member's bad-block list (read from the other copy, or answered UNC)"
+    );
+    describe_gauge!(
         "ethershelf_member_state",
         "1 for the member's current state (normal, recovering, failed, missing)"
     );
@@ -250,6 +254,7 @@ fn record(snap: &Snapshot) {
         counter!("ethershelf_member_bytes_total", &labels).absolute(m.bytes);
         counter!("ethershelf_member_corrected_total", &labels).absolute(m.corrected);
         gauge!("ethershelf_member_in_flight", &labels).set(m.in_flight as f64);
+        gauge!("ethershelf_member_bad_sectors", &labels).set(m.bad_sectors as f64);
         for (kind, n) in [("read", m.read_errors), ("write", m.write_errors)] {
             let mut l = labels.to_vec();
             l.push(("kind", kind.to_string()));

@@ -132,6 +132,8 @@ pub struct MemberSample {
     pub write_errors: u64,
     /// Read errors repaired from the other copy.
     pub corrected: u64,
+    /// Sectors on the member's bad-block list (not the array's data there).
+    pub bad_sectors: u64,
     /// In flight now.
     pub in_flight: u32,
     /// Submission to completion of member reads for client requests.

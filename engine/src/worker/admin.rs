@@ -286,7 +286,7 @@ impl Worker {
         }
     }
 
-    pub(super) fn cmd_fail(&mut self, who: &str) -> Result<String, String> {
+    pub(super) fn cmd_fail(&mut self, who: &str, force: bool) -> Result<String, String> {
         let (slot, r) =
             parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
         let t = self.array_of(slot)?;
@@ -295,6 +295,11 @@ impl Worker {
             return Err(format!(
                 "error: LUN {slot} has roles 0..{}",
                 a.roles.len() - 1
+            ));
+        }
+        if !force && a.only_copy(r) {
+            return Err(format!(
+                "error: {who} holds the only in-sync copy of some of the LUN's data: failing it makes that data unreadable (use 'fail -f {who}' to fail it anyway)"
             ));
         }
         if !a.fail_role(r, "failed by the admin") {
@@ -390,15 +395,42 @@ impl Worker {
         ))
     }
 
-    pub(super) fn cmd_inject(&mut self, who: &str, what: &str) -> Result<String, String> {
+    pub(super) fn cmd_inject(
+        &mut self,
+        who: &str,
+        what: &str,
+        range: Option<&str>,
+    ) -> Result<String, String> {
+        let range = match range {
+            None => None,
+            Some(r) => {
+                let bad = || {
+                    format!("error: '{r}' is not a sector range FROM-TO (member data sectors, e.g. 2048-2055)")
+                };
+                let (a, b) = r.split_once('-').ok_or_else(bad)?;
+                let (a, b) = (
+                    a.parse::<u64>().map_err(|_| bad())?,
+                    b.parse::<u64>().map_err(|_| bad())?,
+                );
+                if b < a {
+                    return Err(bad());
+                }
+                Some((a, b + 1))
+            }
+        };
         let (slot, r) =
             parse_role(who).ok_or_else(|| format!("error: '{who}' is not LUN.ROLE (e.g. 0.2)"))?;
         let fault = match what {
             "read" => Fault::Read,
             "write" => Fault::Write,
             "all" => Fault::All,
+            "hang" => Fault::Hang,
             "off" => Fault::None,
-            _ => return Err(format!("error: '{what}' is not read, write, all or off")),
+            _ => {
+                return Err(format!(
+                    "error: '{what}' is not read, write, all, hang or off"
+                ))
+            }
         };
         let t = self.array_of(slot)?;
         let a = self.arrays[t].as_mut().ok_or("error: no array")?;
@@ -407,7 +439,9 @@ impl Worker {
             .get_mut(r)
             .ok_or_else(|| format!("error: no role {r}"))?;
         role.fault = fault;
-        tracing::warn!(lun = %a.label, role = r, ?fault, "fault injection set by the admin");
+        role.fault_range = range;
+        tracing::warn!(lun = %a.label, role = r, ?fault, ?range, "fault injection set by the admin");
+        self.release_held(Some(t), Some(r));
         Ok(format!("{who}: injecting {what}\n"))
     }
 
@@ -458,6 +492,7 @@ impl Worker {
                     read_errors: role.counters.read_errors,
                     write_errors: role.counters.write_errors,
                     corrected: role.counters.corrected,
+                    bad_sectors: role.bad.sectors(),
                     in_flight: role.in_flight,
                     read_latency: role.counters.read_latency,
                     write_latency: role.counters.write_latency,

@@ -68,11 +68,12 @@ disks and LUNs (names: disk SHELF.N, LUN N, member L.R.C or L.C; ranges like 7.0
 redundancy:
   spare [DISK...] / spares    mark disks as hot spares / list spares and failed disks
   rmspare DISK...             stop using disks as spares
-  fail L.R.C                  fail a member (a spare takes its place if there is one)
+  fail [-f] L.R.C             fail a member (a spare takes its place if there is one;
+                              -f to fail the only in-sync copy of some data)
   replace L.R.C DISK          rebuild a failed or missing member onto DISK
   when                        rebuild/resync/scrub progress: percent, rate, time left
   scrub LUN [repair]          compare both copies of every chunk; repair fixes differences
-  inject L.R.C read|write|all|off
+  inject L.R.C read|write|all|hang|off [FROM-TO]  (FROM-TO: member data sectors only)
                               make a member's I/O fail (fault drill)
 monitoring:
   iostats                     per LUN and member: MB, average and max latency since start
@@ -202,7 +203,7 @@ impl Worker {
             ("unlabel", luns) if !luns.is_empty() => self.cmd_label("", luns),
             ("mask", args) => self.cmd_mask(args),
             ("fail", [who]) => {
-                let answer = self.cmd_fail(who).map(Answer::done)?;
+                let answer = self.cmd_fail(who, force).map(Answer::done)?;
                 self.refresh_book()?;
                 Ok(answer)
             }
@@ -213,7 +214,10 @@ impl Worker {
             }
             ("scrub", [lun]) => self.cmd_scrub(lun, false).map(Answer::done),
             ("scrub", [lun, "repair"]) => self.cmd_scrub(lun, true).map(Answer::done),
-            ("inject", [who, what]) => self.cmd_inject(who, what).map(Answer::done),
+            ("inject", [who, what]) => self.cmd_inject(who, what, None).map(Answer::done),
+            ("inject", [who, what, range]) => {
+                self.cmd_inject(who, what, Some(range)).map(Answer::done)
+            }
             ("iostats", []) => Ok(self.iostats()),
             ("ifstat", []) => Ok(self.ifstat()),
             ("release", []) => Ok(self.release_line()),

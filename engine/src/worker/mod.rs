@@ -145,6 +145,8 @@ pub struct Worker {
     sync_slab: Slab,
     /// Completions made up without the kernel (injected faults).
     synthetic: Vec<(u64, i32)>,
+    /// Member I/O held by an injected hang.
+    held: Vec<raid::HeldIo>,
     /// Housekeeping ticks since start.
     ticks: u64,
     /// Stopping: no new background work.
@@ -291,6 +293,7 @@ impl Worker {
             sync_slots: [None; raid::SYNC_SLOTS],
             sync_slab,
             synthetic: Vec::new(),
+            held: Vec::new(),
             ticks: 0,
             stopping: false,
             admin,
@@ -632,6 +635,8 @@ impl Worker {
                         }
                         stopping = true;
                         self.stopping = true;
+                        // Held member I/O would keep the stop waiting for ever.
+                        self.release_held(None, None);
                     }
                     _ => {}
                 }

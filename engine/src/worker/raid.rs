@@ -33,6 +33,16 @@ const _: () = assert!(SUBS >= crate::store::raid10::MAX_MEMBERS && SUBS >= 2 * 3
 /// Sync steps in flight across all arrays of a worker (each owns two step buffers).
 pub const SYNC_SLOTS: usize = 8;
 
+/// A member I/O held by an injected hang.
+#[derive(Debug, Clone, Copy)]
+pub struct HeldIo {
+    target: u16,
+    member: u8,
+    /// The read or write (`None`: a flush).
+    io: Option<super::merge::MemberIo>,
+    ud: u64,
+}
+
 /// Packs a member I/O of a client request into io_uring user data.
 fn raid_ud(slot: u32, piece: usize, member: usize, sub: u64) -> u64 {
     UD_RAID
@@ -87,6 +97,46 @@ pub struct ArrayPace {
 }
 
 impl Worker {
+    /// Lets the I/O held by a hang on role `member` of target `t` (every role: `None`) go:
+    /// if the role still has the same disk it is submitted now; if the disk was replaced in
+    /// the meantime, it completes at once as the old disk's late error, which the role's
+    /// generation must fence off (it must not fail the new disk).
+    pub(super) fn release_held(&mut self, t: Option<usize>, member: Option<usize>) {
+        let mut i = 0;
+        while i < self.held.len() {
+            let h = self.held[i];
+            let hit = t.is_none_or(|t| t == h.target as usize)
+                && member.is_none_or(|m| m == h.member as usize);
+            if !hit {
+                i += 1;
+                continue;
+            }
+            self.held.swap_remove(i);
+            let same = self.arrays[h.target as usize].as_ref().is_some_and(|a| {
+                a.roles[h.member as usize].generation == ud_generation(h.ud)
+                    && a.roles[h.member as usize].dev.is_some()
+            });
+            match (same, h.io) {
+                (true, Some(io)) => self.member_pending.push(io),
+                (true, None) => {
+                    let fd = self.arrays[h.target as usize]
+                        .as_ref()
+                        .and_then(|a| a.roles[h.member as usize].dev.as_ref())
+                        .map(|d| d.fd());
+                    if let Some(fd) = fd {
+                        let sqe = opcode::Fsync::new(types::Fd(fd))
+                            .flags(types::FsyncFlags::DATASYNC)
+                            .build()
+                            .user_data(h.ud);
+                        self.push_sqe(sqe);
+                    }
+                }
+                // The old disk's late answer is an error, as a dying disk's is.
+                (false, _) => self.synthetic.push((h.ud, -libc::EIO)),
+            }
+        }
+    }
+
     /// Whether target `t` is a RAID-10 LUN.
     pub(super) fn is_raid(&self, t: u16) -> bool {
         self.arrays.get(t as usize).is_some_and(Option::is_some)
@@ -112,12 +162,7 @@ impl Worker {
         let role = &mut array.roles[member];
         role.in_flight += 1;
         let ud = ud | (u64::from(role.generation) << GEN_SHIFT);
-        let injected = match role.fault {
-            Fault::None => false,
-            Fault::Read => !write,
-            Fault::Write => write,
-            Fault::All => true,
-        };
+        let injected = role.fault_hits(write, sector, bytes);
         let Some(dev) = role.dev.as_ref() else {
             self.synthetic.push((ud, -libc::ENODEV));
             return;
@@ -135,6 +180,15 @@ impl Worker {
             flags,
             ud,
         };
+        if role.hangs(sector, bytes) {
+            self.held.push(HeldIo {
+                target: t as u16,
+                member: member as u8,
+                io: Some(io),
+                ud,
+            });
+            return;
+        }
         // Held to the end of the batch, where contiguous member I/Os are merged.
         self.member_pending.push(io);
     }
@@ -148,6 +202,12 @@ impl Worker {
         let ud = ud | (u64::from(role.generation) << GEN_SHIFT);
         match (&role.dev, role.fault) {
             (None, _) => self.synthetic.push((ud, -libc::ENODEV)),
+            (Some(_), Fault::Hang) => self.held.push(HeldIo {
+                target: t as u16,
+                member: member as u8,
+                io: None,
+                ud,
+            }),
             (Some(_), Fault::Write | Fault::All) => self.synthetic.push((ud, -libc::EIO)),
             (Some(dev), _) => {
                 let sqe = opcode::Fsync::new(types::Fd(dev.fd()))
@@ -295,7 +355,10 @@ impl Worker {
         let slot = (ud & 0xFF_FFFF) as u32;
         let piece_index = ((ud >> 24) & 0xFF) as usize;
         let m = ((ud >> 32) & 0xFF) as usize;
-        let sub = (ud >> 40) & 0xFF;
+        // Bits 40..43: the sub-operation; 44..47: the attempt (0, or 1 on the other copy).
+        let sub_field = (ud >> 40) & 0xFF;
+        let sub = sub_field & 0xF;
+        let attempt = sub_field >> 4;
         let s = self.slots[slot as usize];
         let t = s.target as usize;
         let Some(array) = self.arrays[t].as_mut() else {
@@ -317,7 +380,7 @@ impl Worker {
         if !stale && sub != SUB_FLUSH && (0..expected).contains(&result) && !s.short_retried {
             self.slots[slot as usize].short_retried = true;
             tracing::warn!(lun = %array.label, member = m, lba = s.lba, result, expected, "short member transfer: retrying it once");
-            return self.raid_reissue(slot, piece_index, m, sub, piece);
+            return self.raid_reissue(slot, piece_index, m, sub_field, piece);
         }
         let ok = !stale
             && match sub {
@@ -335,7 +398,7 @@ impl Worker {
                     dev.buffered_only = true;
                     self.stats.direct_fallbacks += 1;
                     tracing::warn!(lun = %array.label, disk = dev.disk, "O_DIRECT refuses this I/O size here: member I/O goes through the page cache");
-                    return self.raid_reissue(slot, piece_index, m, sub, piece);
+                    return self.raid_reissue(slot, piece_index, m, sub_field, piece);
                 }
             }
         }
@@ -355,10 +418,17 @@ impl Worker {
                         st.bad = m as u8 + 1;
                         st.rewrite_piece = piece_index as u8;
                     }
-                    match array.pick_read(&piece, Some(m)) {
+                    // Each piece has two copies: the second attempt is the last.
+                    let other = if attempt == 0 {
+                        array.pick_read(&piece, Some(m))
+                    } else {
+                        None
+                    };
+                    match other {
                         Some(other) => {
                             self.slots[slot as usize].pending += 1;
-                            self.raid_reissue(slot, piece_index, other, SUB_READ, Some(piece));
+                            let retry = SUB_READ | (1 << 4);
+                            self.raid_reissue(slot, piece_index, other, retry, Some(piece));
                         }
                         None => {
                             self.slots[slot as usize].failed = true;
@@ -501,6 +571,7 @@ impl Worker {
             0
         };
         let ud = raid_ud(slot, piece_index, m, sub);
+        let sub = sub & 0xF;
         let Some(piece) = piece else {
             return self.member_flush(t, m, ud);
         };
@@ -561,7 +632,8 @@ impl Worker {
     /// Mirrors the array state into the target (SMART health) after a change.
     pub(super) fn publish_health(&mut self, t: usize) {
         if let Some(a) = self.arrays[t].as_ref() {
-            let degraded = a.degraded() || a.lost;
+            // SMART: a member with bad sectors is a threshold exceeded as much as a missing one.
+            let degraded = a.degraded() || a.lost || a.bad_sectors() > 0;
             self.targets[t]
                 .degraded
                 .store(degraded, std::sync::atomic::Ordering::Relaxed);

@@ -129,15 +129,22 @@ impl Worker {
                             .as_ref()
                             .map_or("missing".to_string(), |d| format!("{shelf}.{}", d.disk));
                         let bytes = role.dev.as_ref().map_or(0, |d| d.data_sectors() * 512);
+                        let bad = role.bad.sectors();
+                        let bad_text = if bad > 0 {
+                            format!(" badblocks={bad}")
+                        } else {
+                            String::new()
+                        };
                         let _ = writeln!(
                             text,
-                            "     {}.0.{i} {} {} {disk}",
+                            "     {}.0.{i} {} {} {disk}{bad_text}",
                             r.slot,
                             role.state,
                             gb(bytes)
                         );
                         components.push(json!({"component": format!("{}.0.{i}", r.slot),
-                            "state": role.state.to_string(), "bytes": bytes, "disk": disk}));
+                            "state": role.state.to_string(), "bytes": bytes, "disk": disk,
+                            "bad_sectors": bad}));
                     }
                 }
                 None => {

@@ -3,6 +3,7 @@
 //! lives in a lab namespace. Nothing touches the root namespace's interfaces.
 #![allow(dead_code)]
 
+pub mod raid;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

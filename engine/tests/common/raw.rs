@@ -60,41 +60,63 @@ impl RawInitiator {
         );
     }
 
-    /// Receives the next response frame matching `tag` (any source), or None after `timeout`.
-    pub fn recv_tag(&self, tag: u32, timeout: Duration) -> Option<Vec<u8>> {
+    /// Receives the responses to every tag of `tags`, in any order (a reply that arrives
+    /// before its turn is kept, not dropped). Tags without an answer by `timeout` are missing
+    /// from the result.
+    pub fn recv_tags(&self, tags: &[u32], timeout: Duration) -> Vec<(u32, Vec<u8>)> {
         let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 10000];
-        loop {
+        let mut got: Vec<(u32, Vec<u8>)> = Vec::new();
+        while got.len() < tags.len() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return None;
+                break;
             }
-            let mut pfd = libc::pollfd {
-                fd: self.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
+            let Some(frame) = self.recv_any(left) else {
                 continue;
-            }
-            let n = unsafe {
-                libc::recv(
-                    self.fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                )
             };
-            if n <= 0 {
-                continue;
-            }
-            let frame = &buf[..n as usize];
-            if let Ok(f) = AoeFrame::new_checked(frame) {
-                if f.is_response() && f.tag() == tag {
-                    return Some(frame.to_vec());
+            if let Ok(f) = AoeFrame::new_checked(&frame[..]) {
+                let tag = f.tag();
+                if f.is_response() && tags.contains(&tag) && !got.iter().any(|(t, _)| *t == tag) {
+                    got.push((tag, frame.clone()));
                 }
             }
         }
+        got
+    }
+
+    /// The next frame received within `timeout`.
+    fn recv_any(&self, timeout: Duration) -> Option<Vec<u8>> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().max(1) as i32) } <= 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; 10000];
+        // SAFETY: `buf` is writable for its whole length.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
+        };
+        if n <= 0 {
+            return None;
+        }
+        buf.truncate(n as usize);
+        Some(buf)
+    }
+
+    /// Receives the next response frame matching `tag` (any source), or None after `timeout`.
+    pub fn recv_tag(&self, tag: u32, timeout: Duration) -> Option<Vec<u8>> {
+        self.recv_tags(&[tag], timeout)
+            .pop()
+            .map(|(_, frame)| frame)
     }
 
     /// A request header from `src` (default: our MAC) to `dst`.

@@ -45,6 +45,9 @@ pub enum Fault {
     Write,
     /// Every I/O fails with EIO.
     All,
+    /// Every I/O is held without completing until the fault changes, then completes late
+    /// (a dying disk stuck in its error recovery).
+    Hang,
 }
 
 /// Per-member counters.
@@ -83,6 +86,8 @@ pub struct Role {
     pub counters: MemberCounters,
     /// Injected errors.
     pub fault: Fault,
+    /// Member data sectors `[from, to)` the injected errors are limited to (none: all).
+    pub fault_range: Option<(u64, u64)>,
     /// Member ranges that do not hold the array's data (never read from this member).
     pub bad: BadBlocks,
     /// Incarnation of the disk in this role (bumped whenever the disk changes): a completion
@@ -91,6 +96,27 @@ pub struct Role {
 }
 
 impl Role {
+    /// Whether an injected fault hits an I/O of `bytes` at member sector `sector`.
+    pub fn fault_hits(&self, write: bool, sector: u64, bytes: u32) -> bool {
+        let kind = match self.fault {
+            Fault::None | Fault::Hang => false,
+            Fault::Read => !write,
+            Fault::Write => write,
+            Fault::All => true,
+        };
+        kind && self.in_fault_range(sector, bytes)
+    }
+
+    fn in_fault_range(&self, sector: u64, bytes: u32) -> bool {
+        self.fault_range
+            .is_none_or(|(from, to)| sector < to && sector + u64::from(bytes).div_ceil(512) > from)
+    }
+
+    /// Whether an injected hang holds an I/O at member sector `sector`.
+    pub fn hangs(&self, sector: u64, bytes: u32) -> bool {
+        self.fault == Fault::Hang && self.in_fault_range(sector, bytes)
+    }
+
     fn new(dev: Option<MemberDisk>, state: RoleState) -> Role {
         Role {
             dev,
@@ -98,6 +124,7 @@ impl Role {
             in_flight: 0,
             counters: MemberCounters::default(),
             fault: Fault::None,
+            fault_range: None,
             bad: BadBlocks::new(),
             generation: 0,
         }
@@ -798,6 +825,7 @@ impl Array {
         let role = &mut self.roles[r];
         role.state = RoleState::Recovering;
         role.fault = Fault::None;
+        role.fault_range = None;
         role.counters = MemberCounters::default();
         role.generation = role.generation.wrapping_add(1);
         // Whatever list the disk carries from an earlier life is void: written empty.
@@ -914,6 +942,9 @@ impl Array {
         }
         if self.lost || self.unreadable_chunk() {
             parts.push("failed");
+        }
+        if self.roles.iter().any(|r| !r.bad.is_empty()) {
+            parts.push("badblocks");
         }
         if parts.is_empty() {
             "normal".into()

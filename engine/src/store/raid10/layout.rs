@@ -62,10 +62,7 @@ impl Layout {
         if members > MAX_MEMBERS {
             return Err(LayoutError::TooManyMembers(members));
         }
-        if chunk_sectors < 8
-            || chunk_sectors > MAX_CHUNK_SECTORS
-            || !chunk_sectors.is_power_of_two()
-        {
+        if !(8..=MAX_CHUNK_SECTORS).contains(&chunk_sectors) || !chunk_sectors.is_power_of_two() {
             return Err(LayoutError::BadChunk(chunk_sectors));
         }
         let rows = member_sectors / chunk_sectors;

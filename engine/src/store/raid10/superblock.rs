@@ -170,8 +170,7 @@ impl Superblock {
         {
             return Err(SuperblockError::Invalid("role/members"));
         }
-        if sb.chunk_sectors < 8
-            || u64::from(sb.chunk_sectors) > super::MAX_CHUNK_SECTORS
+        if !(8..=super::MAX_CHUNK_SECTORS).contains(&u64::from(sb.chunk_sectors))
             || !sb.chunk_sectors.is_power_of_two()
         {
             return Err(SuperblockError::Invalid("chunk size"));
