@@ -153,6 +153,7 @@ pub fn open_luns(config: &Config) -> Result<OpenedLuns, ShelfError> {
                 let backing = Backing::open(
                     &f.path,
                     &BackingOptions {
+                        exclusive: false,
                         read_only: lun.read_only,
                         direct: f.direct,
                         offset: f.offset,
@@ -251,6 +252,7 @@ pub fn check_luns(config: &Config) -> Result<Vec<String>, ShelfError> {
                 let b = Backing::open(
                     &f.path,
                     &BackingOptions {
+                        exclusive: false,
                         read_only: true,
                         direct: false,
                         offset: f.offset,

@@ -495,3 +495,33 @@ fn replace_rebuilds_onto_a_new_disk_swapped_in_at_the_failed_path() {
         .unwrap();
     assert!(back == data, "the new disk holds the data");
 }
+
+#[test]
+fn a_disk_has_one_owner_whatever_path_names_it() {
+    let mut lab = Lab::new(1, 1500);
+    let (cfg, disks) = raid_lab(&lab, 2, 1, 8 * MIB, ", clean: true");
+    // The spare is member 0 again, reached through another path.
+    let alias = lab.dir.join("alias.img");
+    std::os::unix::fs::symlink(&disks[0], &alias).unwrap();
+    let yaml = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(disks[2].to_str().unwrap(), alias.to_str().unwrap());
+    let twice = lab.dir.join("twice.yaml");
+    std::fs::write(&twice, yaml).unwrap();
+    let err = serve_fails(&lab, &twice);
+    assert!(err.contains("in use"), "{err}");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    // Exporting a member file beside the running shelf is refused, not a second writer.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.shelf_ns, "timeout", "5"])
+        .arg(binary())
+        .args(["export", "--state-dir"])
+        .arg(lab.dir.join("x-state"))
+        .args(["1", "9", lab.shelf_if(0)])
+        .arg(&disks[1])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("in use"), "{err}");
+    assert!(lab.stop().success());
+}

@@ -16,6 +16,10 @@ pub struct BackingOptions {
     pub offset: u64,
     /// Bytes exported; `None` = up to the end.
     pub length: Option<u64>,
+    /// Own the disk alone (a RAID member or spare): an exclusive lock (and O_EXCL on a block
+    /// device), so that no other LUN, array or process writes it. Otherwise a shared lock:
+    /// slices of one store may be several LUNs, but never beside an exclusive owner.
+    pub exclusive: bool,
 }
 
 /// A backing store could not be opened or is unusable.
@@ -30,6 +34,16 @@ pub enum StoreError {
         what: &'static str,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// Another LUN, array or process owns the store (or the same disk was named twice).
+    #[error("{path}: in use: {holder} has it open{how} (or the same disk is named by two paths); it is not opened twice")]
+    Busy {
+        /// The store.
+        path: PathBuf,
+        /// Who is likely to hold it.
+        holder: &'static str,
+        /// The kind of lock that conflicts.
+        how: &'static str,
     },
     /// The slice does not fit the store.
     #[error("{path}: {message}")]
@@ -86,6 +100,38 @@ fn size_of(file: &File, path: &Path) -> Result<u64, StoreError> {
     }
 }
 
+/// Takes a non-blocking advisory lock on the store: exclusive for a disk the shelf owns alone,
+/// shared for a file LUN. Locks belong to the open file, so the same disk reached through two
+/// paths in one shelf conflicts too.
+fn lock(file: &File, path: &Path, exclusive: bool) -> Result<(), StoreError> {
+    let how = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock on a descriptor this function borrows; it touches no memory.
+    if unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Err(StoreError::Busy {
+            path: path.to_path_buf(),
+            holder: "another LUN, array member, spare or process",
+            how: if exclusive {
+                ""
+            } else {
+                " as a RAID member or spare"
+            },
+        });
+    }
+    Err(StoreError::Io {
+        path: path.to_path_buf(),
+        what: "flock",
+        source: e,
+    })
+}
+
 impl Backing {
     /// Opens `path` as described by `opts`.
     pub fn open(path: &Path, opts: &BackingOptions) -> Result<Backing, StoreError> {
@@ -96,11 +142,29 @@ impl Backing {
                 .custom_flags(flags)
                 .open(path)
         };
-        let buffered = open(0).map_err(|source| StoreError::Io {
-            path: path.to_path_buf(),
-            what: "open",
-            source,
+        let is_block = std::fs::metadata(path)
+            .map(|m| m.file_type().is_block_device())
+            .unwrap_or(false);
+        // O_EXCL on a block device claims it: the kernel refuses another exclusive opener
+        // (another shelf, a mount, md) with EBUSY.
+        let excl = if opts.exclusive && is_block {
+            libc::O_EXCL
+        } else {
+            0
+        };
+        let buffered = open(excl).map_err(|source| match source.raw_os_error() {
+            Some(libc::EBUSY) => StoreError::Busy {
+                path: path.to_path_buf(),
+                holder: "another program, a mount or this shelf",
+                how: " exclusively",
+            },
+            _ => StoreError::Io {
+                path: path.to_path_buf(),
+                what: "open",
+                source,
+            },
         })?;
+        lock(&buffered, path, opts.exclusive)?;
         let (direct, is_direct) = if opts.direct {
             match open(libc::O_DIRECT) {
                 Ok(f) => (f, true),

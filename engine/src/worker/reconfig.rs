@@ -288,6 +288,7 @@ impl Worker {
             let backing = Backing::open(
                 &paths[0].1,
                 &BackingOptions {
+                    exclusive: false,
                     read_only: false,
                     direct: true,
                     offset: 0,

@@ -41,6 +41,7 @@ impl MemberDisk {
         let backing = Backing::open(
             path,
             &BackingOptions {
+                exclusive: true,
                 read_only: false,
                 direct: true,
                 offset: 0,
