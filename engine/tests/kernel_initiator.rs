@@ -1,4 +1,4 @@
-//! The real Linux AoE initiator (aoe.ko in a qemu VM, `../shared/kernel-initiator/run.sh`)
+//! The real Linux AoE initiator (aoe.ko in a qemu VM, the project's `deploy/vm/initiator.sh`)
 //! runs fio's verify job against an `ethershelf export` of a file LUN.
 
 mod common;
@@ -6,8 +6,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn harness() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/kernel-initiator");
-    assert!(p.join("run.sh").exists(), "{}/run.sh is missing: the kernel-initiator harness must sit in ../shared beside the project", p.display());
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/vm");
+    assert!(
+        p.join("initiator.sh").exists(),
+        "{}/initiator.sh is missing: the VM harness lives in deploy/vm",
+        p.display()
+    );
     p
 }
 
@@ -23,7 +27,7 @@ fn verify_at(mtu: u32, mode: &str) {
         .set_len(1 << 30)
         .unwrap();
     let out = dir.join("out");
-    let status = Command::new(h.join("run.sh"))
+    let status = Command::new(h.join("initiator.sh"))
         .args(["--accel", "tcg", "--mtu", &mtu.to_string(), "--fio-job"])
         .arg(h.join("jobs/verify.fio"))
         .arg("--out")
@@ -79,7 +83,7 @@ fn linux_initiator_verifies_at_mtu_9000_xdp() {
 /// Runs the verify job against `ethershelf serve -c cfg` on the harness's interface.
 fn verify_config(cfg: &std::path::Path, out: &std::path::Path) -> (bool, String, String) {
     let h = harness();
-    let status = Command::new(h.join("run.sh"))
+    let status = Command::new(h.join("initiator.sh"))
         .args(["--accel", "tcg", "--mtu", "9000", "--fio-job"])
         .arg(h.join("jobs/verify.fio"))
         .arg("--out")

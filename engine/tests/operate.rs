@@ -200,7 +200,7 @@ fn console_makes_a_raid10_lun_online_serves_it_fails_a_member_and_rebuilds_onto_
         if when.contains("rebuild") {
             saw_rebuild = when;
         }
-        !lab.log_lines("raid: rebuild finished").is_empty()
+        !lab.log_lines(" rebuild finished ").is_empty()
     });
     println!("when during the rebuild: {saw_rebuild}");
     let job = bench_clean(io, "LUN 1 through fail and rebuild");

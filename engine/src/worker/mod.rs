@@ -71,18 +71,8 @@ struct SlotState {
     lba: u64,
     count: u8,
     retried_buffered: bool,
-    /// RAID: a short member transfer of this request was already retried once.
-    short_retried: bool,
-    /// RAID: member I/Os outstanding.
-    pending: u16,
-    /// RAID: pieces with at least one good copy done (bit per piece).
-    piece_ok: u64,
-    /// RAID: member (+1) whose read failed and should be rewritten; 0 = none.
-    bad: u8,
-    /// RAID: the piece to rewrite.
-    rewrite_piece: u8,
-    /// RAID: some piece has no copy left.
-    failed: bool,
+    /// RAID: the request's progress over the members.
+    raid: crate::store::raid10::Request,
     /// When the request's batch was received (monotonic ns).
     arrived: u64,
     /// When its I/O was submitted (monotonic ns).
@@ -147,6 +137,9 @@ pub struct Worker {
     synthetic: Vec<(u64, i32)>,
     /// Member I/O held by an injected hang.
     held: Vec<raid::HeldIo>,
+    /// Member I/Os the RAID policy asked for (kept to reuse their memory).
+    raid_ops: Vec<crate::store::raid10::MemberOp>,
+    step_ops: Vec<crate::store::raid10::StepOp>,
     /// Housekeeping ticks since start.
     ticks: u64,
     /// Stopping: no new background work.
@@ -294,6 +287,8 @@ impl Worker {
             sync_slab,
             synthetic: Vec::new(),
             held: Vec::new(),
+            raid_ops: Vec::with_capacity(crate::store::raid10::MAX_OPS),
+            step_ops: Vec::with_capacity(2),
             ticks: 0,
             stopping: false,
             admin,

@@ -112,9 +112,7 @@ fn rate_of(when: &str) -> Option<f64> {
 /// The rate logged by the last "rebuild finished" line, in MiB/s.
 fn last_rebuild_rate(log: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(log).ok()?;
-    let line = text
-        .lines()
-        .rfind(|l| l.contains("raid: rebuild finished"))?;
+    let line = text.lines().rfind(|l| l.contains(" rebuild finished "))?;
     let at = line.find("rate_mib_s=\"")? + "rate_mib_s=\"".len();
     line[at..].split('"').next()?.parse().ok()
 }
@@ -123,7 +121,7 @@ fn wait_rebuilt(work: &Path, count: usize) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let text = std::fs::read_to_string(work.join("shelf.log")).unwrap_or_default();
-        if text.matches("raid: rebuild finished").count() >= count {
+        if text.matches(" rebuild finished ").count() >= count {
             return Ok(());
         }
         if Instant::now() > deadline {

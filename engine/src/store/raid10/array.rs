@@ -179,6 +179,8 @@ pub struct Array {
     pub last_scrub: Option<(u64, u64, bool)>,
     /// Identity of the next sync job (a step of an ended job cannot touch a newer one).
     next_job_id: u32,
+    /// Members switched to buffered I/O because O_DIRECT refused an I/O.
+    pub direct_fallbacks: u64,
 }
 
 impl fmt::Debug for Array {
@@ -486,6 +488,7 @@ impl Array {
             checkpoint,
             last_scrub: None,
             next_job_id: 1,
+            direct_fallbacks: 0,
         };
         array.commit("assembled")?;
         Ok((array, report))
@@ -551,6 +554,7 @@ impl Array {
             checkpoint: 0,
             last_scrub: None,
             next_job_id: 1,
+            direct_fallbacks: 0,
         };
         // The bitmap first (all dirty unless clean), then the superblocks that make it an
         // array: a crash in between leaves blank disks, never an array without its bitmap.

@@ -172,10 +172,10 @@ impl MemberDisk {
     /// sectors needs (a file cut short, a device resized or gone).
     pub fn shrank_below(&self, member_sectors: u64) -> bool {
         let needed = (DATA_OFFSET_SECTORS + member_sectors) * 512;
-        match self.backing.current_bytes() {
-            Ok(bytes) => bytes < needed,
-            Err(_) => true,
-        }
+        // A size that cannot be read says nothing: I/O errors will tell.
+        self.backing
+            .current_bytes()
+            .is_ok_and(|bytes| bytes < needed)
     }
 
     /// Makes every write so far stable (fdatasync of the data descriptor).

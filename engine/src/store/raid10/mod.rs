@@ -9,6 +9,8 @@ mod badblocks;
 mod bitmap;
 mod layout;
 mod member;
+mod request;
+mod step;
 mod superblock;
 mod sync;
 
@@ -18,6 +20,10 @@ pub use badblocks::{BadBlocks, BADBLOCKS_BYTES, BADBLOCKS_OFFSET, MAX_RANGES};
 pub use bitmap::{region_sectors_for, WriteIntent, BITMAP_BYTES, BITMAP_OFFSET};
 pub use layout::{Layout, LayoutError, Piece, COPIES, MAX_CHUNK_SECTORS, MAX_MEMBERS};
 pub use member::{MemberDisk, Metadata, DATA_OFFSET_SECTORS};
+pub use request::{
+    member_sector, Completion, MemberOp, OpKind, Progress, Request, RequestKind, MAX_OPS,
+};
+pub use step::{StepNext, StepOp, StepOpKind, StepPlan, StepState};
 pub use superblock::{MemberState, Superblock, SuperblockError, SUPERBLOCK_BYTES};
 pub use sync::{Step, SyncJob, SyncKind, MAX_STEPS, STEP_SECTORS};
 

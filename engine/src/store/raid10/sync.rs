@@ -48,12 +48,23 @@ pub struct Step {
     pub lba: u64,
     /// Sectors.
     pub sectors: u64,
-    /// Member sector of the copies (the same on both: near-2 keeps them in one row pair).
+    /// The copy read: (member, member sector).
     pub source: (usize, u64),
     /// Where the data goes, if anywhere.
     pub target: Option<(usize, u64)>,
     /// The copy to compare with (scrub).
     pub compare: Option<(usize, u64)>,
+}
+
+impl Step {
+    /// The member sector of this step's copy on member `m`.
+    pub fn sector_on(&self, m: usize) -> u64 {
+        [self.target, self.compare, Some(self.source)]
+            .into_iter()
+            .flatten()
+            .find(|(member, _)| *member == m)
+            .map_or(self.source.1, |(_, s)| s)
+    }
 }
 
 /// A running job.
@@ -81,6 +92,8 @@ pub struct SyncJob {
     pub unreadable_sectors: u64,
     /// This job's identity within its array.
     pub id: u32,
+    /// Resync: bitmap regions below this array sector are cleared.
+    pub cleared_below: u64,
     started: Instant,
 }
 
@@ -99,6 +112,7 @@ impl SyncJob {
             unrecoverable: 0,
             unreadable_sectors: 0,
             id,
+            cleared_below: from,
             started: Instant::now(),
         }
     }
