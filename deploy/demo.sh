@@ -53,23 +53,19 @@ ctl fail 0.1
 for _ in $(seq 300); do ctl list -l | grep -q "raid10 normal" && break; sleep 0.2; done
 ctl list -l | tee "$WORK/raid.txt"
 ctl iostats
-grep "raid: rebuild finished" "$WORK/shelf.log" | sed 's/^.*rebuild finished/rebuild finished:/' | tee "$WORK/rebuild.txt"
+grep " rebuild finished" "$WORK/shelf.log" | sed 's/^.*rebuild finished/rebuild finished:/' | tee "$WORK/rebuild.txt"
 kill "$pid"; wait "$pid" || true; pid=""
 grep -q "raid10 normal" "$WORK/raid.txt" || { echo "FAILED: the array did not return to normal"; exit 1; }
 grep -q "model: ethershelf" "$WORK/identify.txt" || { echo "FAILED: identify"; exit 1; }
 grep -q "LBA Mid: 0x4f" "$WORK/smart.txt" || { echo "FAILED: SMART status"; exit 1; }
 
 echo "== the real Linux initiator (aoe.ko in qemu) writes and verifies 128 MiB through the shelf"
-KI=../shared/kernel-initiator
-if [ -x "$KI/run.sh" ]; then
-  "$KI/run.sh" --accel tcg --mtu 9000 --fio-job "$KI/jobs/verify.fio" --out "$WORK/ki" \
-      -- "$BIN" serve -c "$CONFIG" --interface '{IFACE}' > "$WORK/ki.log" 2>&1 \
-      || { tail -40 "$WORK/ki.log"; echo "FAILED: kernel initiator verify"; exit 1; }
-  sed -n '/== fio/,/== dmesg/p' "$WORK/ki/summary.txt" | sed '$d'
-  ki="kernel initiator verify: PASSED ($(grep -o 'payload=[0-9]*' "$WORK/ki/summary.txt" | head -1))"
-else
-  ki="kernel initiator: skipped ($KI/run.sh not found beside the project)"
-fi
+VM=./deploy/vm
+"$VM/initiator.sh" --accel tcg --mtu 9000 --fio-job "$VM/jobs/verify.fio" --out "$WORK/ki" \
+    -- "$BIN" serve -c "$CONFIG" --interface '{IFACE}' > "$WORK/ki.log" 2>&1 \
+    || { tail -40 "$WORK/ki.log"; echo "FAILED: kernel initiator verify"; exit 1; }
+sed -n '/^fio /,/^$/p' "$WORK/ki/summary.txt"
+ki="kernel initiator verify: PASSED ($(grep -o 'payload=[0-9]*' "$WORK/ki/summary.txt" | head -1))"
 
 cat <<SUMMARY
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what ethershelf needs on Debian 12: build tools, the lab's peers (vblade, aoetools,
-# tshark, fio), the kernel-initiator harness's qemu, and a Rust toolchain if none is present.
-# Idempotent: packages already installed are skipped quickly.
+# tshark, fio), what the Linux-initiator VM harness (deploy/vm) needs (qemu, a static busybox,
+# cpio, xz, kmod, python3, and its cached kernel + initramfs), and a Rust toolchain if none is
+# present. Idempotent: packages already installed are skipped quickly.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(build-essential pkg-config iproute2 vblade aoetools tshark fio
-          qemu-system-x86 busybox-static cpio xz-utils procps fonts-dejavu-core fuse3
+          qemu-system-x86 busybox-static cpio xz-utils kmod python3 procps fonts-dejavu-core fuse3
           libhwloc-dev libudev-dev iputils-ping curl systemd bsdutils)
 missing=()
 for p in "${packages[@]}"; do
@@ -28,4 +29,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 # The RAID fault tests mount a FUSE filesystem.
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || echo "warning: /dev/fuse is missing (modprobe fuse): the RAID EIO tests will fail"
+# The VM harness's Debian kernel and initramfs (downloaded and built once, then cached).
+"$(dirname "$0")/vm/initiator.sh" --prepare >/dev/null
 echo "== dependencies ready ($(cargo --version))"

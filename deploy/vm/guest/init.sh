@@ -20,6 +20,7 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 # Defaults; /etc/esvm.conf overrides them.
 ESVM_DEV=e1.0 ESVM_MTU=1500 ESVM_NICS=1 ESVM_WAIT=30 ESVM_FIO_TIMEOUT=300
 ESVM_AOE_PARAMS="" ESVM_FIO_ARGS=""
+# shellcheck disable=SC1091 # written by the host for each run
 [ -r /etc/esvm.conf ] && . /etc/esvm.conf
 
 HOST=/dev/ttyS1
@@ -111,6 +112,7 @@ attach fio_json cat /tmp/fio.json
 attach fio_stderr cat /tmp/fio.stderr
 attach aoe_sysfs_after aoe_attrs
 if [ -d /sys/kernel/debug/aoe ]; then
+	# shellcheck disable=SC2016 # expanded by the inner shell
 	attach aoe_debugfs sh -c 'for f in /sys/kernel/debug/aoe/*; do echo "# $f"; cat "$f"; done'
 fi
 ev result "fio_rc=$rc"
