@@ -6,8 +6,8 @@
 
 use super::{Extent, Op, Worker, UD_RAID, UD_SYNC};
 use crate::store::raid10::{
-    Array, Completion, MemberOp, OpKind, Progress, Request, RequestKind, StepNext, StepOp,
-    StepOpKind, StepPlan, StepState, SyncKind, MAX_STEPS,
+    Completion, MemberOp, OpKind, Progress, Request, RequestKind, StepNext, StepOp, StepOpKind,
+    StepPlan, StepState, SyncKind, MAX_STEPS,
 };
 use crate::wire::{ATA_DATA_OFFSET, SECTOR_SIZE};
 use io_uring::{opcode, types};
@@ -399,7 +399,7 @@ impl Worker {
                 }
             }
             if tick % super::TICKS_PER_SECOND == 0 {
-                clear_idle_regions(a, tick, writeback);
+                a.clear_idle_regions(tick, 5 * super::TICKS_PER_SECOND, writeback);
             }
             if a.sync.as_ref().is_some_and(|j| j.kind == SyncKind::Rebuild) {
                 self.pace[t].since_checkpoint += 1;
@@ -490,15 +490,32 @@ impl Worker {
             return;
         };
         let t = s.target as usize;
-        let Some(a) = self.arrays[t].as_ref() else {
+        let Some(a) = self.arrays[t].as_mut() else {
             return;
         };
         let mut ops = std::mem::take(&mut self.step_ops);
-        a.step_reads(&mut s.state, &mut ops);
+        let next = a.step_reads(&mut s.state, &mut ops);
         self.sync_slots[sid] = Some(s);
         self.in_flight += 1;
-        self.issue_step_ops(sid, t, &ops);
+        match next {
+            StepNext::Done => self.sync_step_done(sid, s),
+            _ => self.issue_step_ops(sid, t, &ops),
+        }
         self.step_ops = ops;
+    }
+
+    /// Step `sid` is over: frees it, lets what waited behind it go, records it.
+    fn sync_step_done(&mut self, sid: usize, s: SyncSlot) {
+        let t = s.target as usize;
+        self.in_flight -= 1;
+        self.sync_slots[sid] = None;
+        let pseudo = (self.slots.len() + sid) as u32;
+        self.order_done(pseudo);
+        if let Some(a) = self.arrays[t].as_mut() {
+            a.step_done(&s.state);
+        }
+        self.publish_health(t);
+        self.pump_sync(t);
     }
 
     fn issue_step_ops(&mut self, sid: usize, t: usize, ops: &[StepOp]) {
@@ -553,54 +570,9 @@ impl Worker {
         match next {
             StepNext::Waiting => {}
             StepNext::Issue => self.issue_step_ops(sid, t, &ops),
-            StepNext::Done => {
-                self.in_flight -= 1;
-                self.sync_slots[sid] = None;
-                let pseudo = (self.slots.len() + sid) as u32;
-                self.order_done(pseudo);
-                if let Some(a) = self.arrays[t].as_mut() {
-                    a.step_done(&s.state);
-                }
-                self.publish_health(t);
-                self.pump_sync(t);
-            }
+            StepNext::Done => self.sync_step_done(sid, s),
         }
         self.step_ops = ops;
-    }
-}
-
-/// Once a second: clears bitmap regions no write touched for a while (not during a
-/// resync). Write-back: the data a region's bit protects must be stable before the bit goes,
-/// or a power cut would lose writes that no resync knows about.
-fn clear_idle_regions(a: &mut Array, tick: u64, writeback: bool) {
-    let resyncing = a.resync_owed || a.sync.as_ref().is_some_and(|j| j.kind == SyncKind::Resync);
-    if resyncing {
-        return;
-    }
-    if writeback && a.intent.dirty_count() > 0 {
-        flush_members(a);
-    }
-    let cleared = a.intent.clear_idle(tick, 5 * super::TICKS_PER_SECOND);
-    if cleared > 0 {
-        if let Err(e) = a.persist_bitmap() {
-            tracing::error!(lun = %a.label, error = %e, "bitmap update failed");
-        }
-    }
-}
-
-/// Makes every live member's written data stable (write-back arrays, before bits clear).
-fn flush_members(array: &mut Array) {
-    for m in 0..array.roles.len() {
-        if !array.writable(m) {
-            continue;
-        }
-        let res = array.roles[m].dev.as_ref().map(|d| d.sync_data());
-        if let Some(Err(e)) = res {
-            tracing::error!(lun = %array.label, member = m, error = %e, "flush before clearing the write-intent bitmap failed");
-            if !array.only_copy(m) {
-                array.fail_role(m, "flush error");
-            }
-        }
     }
 }
 

@@ -686,6 +686,46 @@ impl Array {
         self.roles.iter().map(|r| r.bad.sectors()).sum()
     }
 
+    /// Clears bitmap regions no write touched for `idle` ticks (not while a resync is owed
+    /// or running). Write-back (`writeback`): the data a region's bit protects must be stable
+    /// before the bit goes, or a power cut would lose writes that no resync knows about, so
+    /// every live member is flushed first. Returns true if members were flushed.
+    pub fn clear_idle_regions(&mut self, tick: u64, idle: u64, writeback: bool) -> bool {
+        let resyncing = self.resync_owed
+            || self
+                .sync
+                .as_ref()
+                .is_some_and(|j| j.kind == SyncKind::Resync);
+        if resyncing || self.intent.dirty_count() == 0 {
+            return false;
+        }
+        if writeback {
+            self.flush_members();
+        }
+        if self.intent.clear_idle(tick, idle) > 0 {
+            if let Err(e) = self.persist_bitmap() {
+                tracing::error!(lun = %self.label, error = %e, "bitmap update failed");
+            }
+        }
+        writeback
+    }
+
+    /// Makes every live member's written data stable.
+    fn flush_members(&mut self) {
+        for m in 0..self.roles.len() {
+            if !self.writable(m) {
+                continue;
+            }
+            let res = self.roles[m].dev.as_ref().map(|d| d.sync_data());
+            if let Some(Err(e)) = res {
+                tracing::error!(lun = %self.label, member = m, error = %e, "flush before clearing the write-intent bitmap failed");
+                if !self.only_copy(m) {
+                    self.fail_role(m, "flush error");
+                }
+            }
+        }
+    }
+
     /// A fresh identity for a new sync job.
     pub fn new_job_id(&mut self) -> u32 {
         let id = self.next_job_id;
@@ -797,6 +837,7 @@ impl Array {
         role.state = RoleState::Failed;
         let disk = role.dev.as_ref().map(|d| d.disk);
         tracing::error!(lun = %self.label, role = r, disk, why, "member failed");
+        self.interrupt_copy_jobs("a member failed");
         if let Some(d) = &self.roles[r].dev {
             // Best effort: a failing disk may not take it; the event counter decides anyway.
             let sb = self.superblock(r, MemberState::Failed, true);
@@ -809,6 +850,24 @@ impl Array {
             self.lost = true;
         }
         true
+    }
+
+    /// Membership changed: a running resync or scrub stops (md interrupts recovery the
+    /// same way), since steps planned for the old members must not copy from or onto the new
+    /// ones; a resync is owed again and restarts once the members are settled.
+    fn interrupt_copy_jobs(&mut self, why: &str) {
+        match self.sync.as_ref().map(|j| j.kind) {
+            Some(SyncKind::Resync) => {
+                self.sync = None;
+                self.resync_owed = true;
+                tracing::warn!(lun = %self.label, why, "resync interrupted: it restarts from the beginning");
+            }
+            Some(SyncKind::Scrub { .. }) => {
+                self.sync = None;
+                tracing::warn!(lun = %self.label, why, "scrub interrupted");
+            }
+            _ => {}
+        }
     }
 
     /// Puts `dev` into role `r` (failed or missing) to be rebuilt. Returns the disk back if
@@ -844,6 +903,7 @@ impl Array {
         {
             self.sync = None;
         }
+        self.interrupt_copy_jobs("a disk was added");
         if let Err(e) = self.commit("disk added for rebuild") {
             tracing::error!(lun = %self.label, error = %e, "could not record the new member");
         }

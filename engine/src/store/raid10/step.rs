@@ -132,10 +132,60 @@ impl Array {
         })
     }
 
-    /// The reads of step `s` (source, and the compare copy for a scrub), pushed to `ops`.
-    pub fn step_reads(&self, s: &mut StepState, ops: &mut Vec<StepOp>) {
+    /// The reads of step `s` (source, and the compare copy for a scrub), pushed to `ops`
+    /// (cleared first). The step was planned earlier and may have waited behind client
+    /// writes: it is checked against the members as they are now. A rebuild step whose
+    /// source is no longer in sync, or lists the range bad, becomes a hole on its target; a
+    /// resync or scrub step copies from whichever copy is not listed bad. `Done`: nothing
+    /// to do, the step is over.
+    pub fn step_reads(&mut self, s: &mut StepState, ops: &mut Vec<StepOp>) -> StepNext {
         ops.clear();
-        let bytes = (s.step.sectors * 512) as u32;
+        let len = s.step.sectors;
+        let (src, src_sector) = s.step.source;
+        let usable = |a: &Array, m: usize, sector: u64| {
+            a.roles[m].state == RoleState::Active
+                && a.roles[m].dev.is_some()
+                && !a.roles[m].bad.overlaps(sector, len)
+        };
+        let kind = self
+            .sync
+            .as_ref()
+            .filter(|j| j.id == s.job_id)
+            .map(|j| j.kind);
+        match kind {
+            None => return StepNext::Done,
+            Some(SyncKind::Rebuild) if !usable(self, src, src_sector) => {
+                if let Some((r, sector)) = s.step.target {
+                    self.roles[r].bad.add(sector, len);
+                    if let Some(j) = self.sync.as_mut() {
+                        j.unreadable_sectors += len;
+                    }
+                }
+                s.source_failed = true;
+                return StepNext::Done;
+            }
+            Some(SyncKind::Resync | SyncKind::Scrub { .. }) => {
+                let other = s.step.target.or(s.step.compare);
+                match other {
+                    Some((o, osector)) if !usable(self, src, src_sector) => {
+                        if !usable(self, o, osector) {
+                            return StepNext::Done;
+                        }
+                        // Copy from the good one onto the other.
+                        s.step.source = (o, osector);
+                        s.step.target = Some((src, src_sector));
+                        s.step.compare = None;
+                    }
+                    Some((o, osector)) if !usable(self, o, osector) => {
+                        s.step.target = Some((o, osector));
+                        s.step.compare = None;
+                    }
+                    _ => {}
+                }
+            }
+            Some(_) => {}
+        }
+        let bytes = (len * 512) as u32;
         let (m, sector) = s.step.source;
         ops.push(self.step_op(StepOpKind::Read, m, sector, bytes, false));
         if let Some((c, csector)) = s.step.compare {
@@ -143,6 +193,7 @@ impl Array {
         }
         s.pending = ops.len() as u8;
         s.writing = false;
+        StepNext::Issue
     }
 
     fn step_op(&self, kind: StepOpKind, m: usize, sector: u64, bytes: u32, second: bool) -> StepOp {
@@ -233,27 +284,29 @@ impl Array {
             .map(|j| j.kind);
         let mut write = None;
         match kind {
-            Some(SyncKind::Scrub { repair }) => match (s.source_failed, s.compare_failed) {
-                (false, false) => {
-                    let differ = differ();
-                    if let Some(job) = self.sync.as_mut() {
-                        job.compared += 1;
-                        job.mismatches += differ as u64;
-                    }
-                    if differ {
-                        tracing::warn!(lun = %self.label, lba = s.step.lba, sectors = s.step.sectors, "scrub: the copies differ");
-                        if repair {
-                            write = s.step.compare.map(|c| (c, false));
+            Some(SyncKind::Scrub { repair }) if s.step.compare.is_some() => {
+                match (s.source_failed, s.compare_failed) {
+                    (false, false) => {
+                        let differ = differ();
+                        if let Some(job) = self.sync.as_mut() {
+                            job.compared += 1;
+                            job.mismatches += differ as u64;
+                        }
+                        if differ {
+                            tracing::warn!(lun = %self.label, lba = s.step.lba, sectors = s.step.sectors, "scrub: the copies differ");
+                            if repair {
+                                write = s.step.compare.map(|c| (c, false));
+                            }
                         }
                     }
+                    // A scrub read error is repaired from the other copy, never a failure.
+                    (true, false) => write = Some((s.step.source, true)),
+                    (false, true) => write = s.step.compare.map(|c| (c, false)),
+                    (true, true) => {
+                        tracing::error!(lun = %self.label, lba = s.step.lba, sectors = s.step.sectors, "scrub: neither copy can be read")
+                    }
                 }
-                // A scrub read error is repaired from the other copy, never a failure.
-                (true, false) => write = Some((s.step.source, true)),
-                (false, true) => write = s.step.compare.map(|c| (c, false)),
-                (true, true) => {
-                    tracing::error!(lun = %self.label, lba = s.step.lba, sectors = s.step.sectors, "scrub: neither copy can be read")
-                }
-            },
+            }
             Some(SyncKind::Resync) if s.source_failed => {
                 if let (false, Some(target)) = (s.reversed, s.step.target) {
                     // The first copy cannot be read: copy the other way instead.
@@ -261,8 +314,7 @@ impl Array {
                     s.source_failed = false;
                     s.step.target = Some(s.step.source);
                     s.step.source = target;
-                    self.step_reads(s, ops);
-                    return StepNext::Issue;
+                    return self.step_reads(s, ops);
                 }
                 tracing::error!(lun = %self.label, lba = s.step.lba, sectors = s.step.sectors, "resync: neither copy can be read");
             }
@@ -277,6 +329,9 @@ impl Array {
                     tracing::error!(lun = %self.label, lba = s.step.lba, sectors = s.step.sectors, role = r, "rebuild: the source cannot read this range: listed bad on the new member, the rebuild goes on");
                 }
             }
+            // A copy step (rebuild, resync, or a scrub healing a range listed bad) whose source
+            // read failed writes nothing.
+            Some(_) if s.source_failed => {}
             Some(_) => write = s.step.target.map(|c| (c, false)),
             None => {}
         }

@@ -225,8 +225,8 @@ impl SyncJob {
                         compare: None,
                     }
                 }
-                SyncKind::Resync => {
-                    if !array.intent.is_dirty_at(lba) {
+                SyncKind::Resync | SyncKind::Scrub { .. } => {
+                    if self.kind == SyncKind::Resync && !array.intent.is_dirty_at(lba) {
                         let region = array.intent.region_sectors();
                         self.cursor = ((lba / region) + 1) * region;
                         continue;
@@ -237,27 +237,26 @@ impl SyncJob {
                         self.cursor += len;
                         continue;
                     }
+                    // A copy listed bad holds nothing to copy or compare: it is rewritten from
+                    // the other one (never the reverse), or left alone when both are bad.
+                    let bad_a = array.roles[a.0].bad.overlaps(a.1, len);
+                    let bad_b = array.roles[b.0].bad.overlaps(b.1, len);
+                    let (source, target, compare) = match (bad_a, bad_b, self.kind) {
+                        (true, true, _) => {
+                            self.cursor += len;
+                            continue;
+                        }
+                        (true, false, _) => (b, Some(a), None),
+                        (false, true, _) => (a, Some(b), None),
+                        (false, false, SyncKind::Resync) => (a, Some(b), None),
+                        (false, false, _) => (a, None, Some(b)),
+                    };
                     Step {
                         lba,
                         sectors: len,
-                        source: a,
-                        target: Some(b),
-                        compare: None,
-                    }
-                }
-                SyncKind::Scrub { .. } => {
-                    if role_state(array, a.0) != RoleState::Active
-                        || role_state(array, b.0) != RoleState::Active
-                    {
-                        self.cursor += len;
-                        continue;
-                    }
-                    Step {
-                        lba,
-                        sectors: len,
-                        source: a,
-                        target: None,
-                        compare: Some(b),
+                        source,
+                        target,
+                        compare,
                     }
                 }
             };
