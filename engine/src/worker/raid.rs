@@ -236,7 +236,8 @@ impl Worker {
             return;
         };
         self.pace[t].client_ios += 1;
-        let mut req = Request::new(kind, s.lba, s.count);
+        let durable = self.targets[t].writethrough;
+        let mut req = Request::new(kind, s.lba, s.count, durable);
         let mut ops = std::mem::take(&mut self.raid_ops);
         let progress = array.start_request(&mut req, &mut ops);
         self.slots[slot as usize].raid = req;

@@ -12,7 +12,7 @@
 //!   holds the only in-sync copy of some data: then only the range is listed bad;
 //! - a completion of a disk that has left its role (older generation) acts on nothing.
 
-use super::array::Array;
+use super::array::{Array, RoleState};
 use super::Piece;
 
 /// Member I/Os one request may need at most: 255 sectors over 8-sector chunks is 33 pieces
@@ -111,15 +111,19 @@ pub struct Request {
     rewrite_piece: u8,
     failed: bool,
     short_retried: bool,
+    /// Writes reach stable media before they complete (write-through, RWF_DSYNC): only
+    /// then may a write take a range off a bad-block list.
+    pub durable: bool,
 }
 
 impl Request {
     /// A request not started yet.
-    pub fn new(kind: RequestKind, lba: u64, count: u8) -> Request {
+    pub fn new(kind: RequestKind, lba: u64, count: u8, durable: bool) -> Request {
         Request {
             kind,
             lba,
             count,
+            durable,
             ..Request::default()
         }
     }
@@ -310,8 +314,16 @@ impl Array {
             (OpKind::Read, Some(piece)) => self.read_done(req, op, &piece, ok, stale, ops),
             (OpKind::Write, Some(piece)) => {
                 if ok {
-                    req.piece_ok |= 1 << op.piece;
-                    self.clear_bad(m, &piece);
+                    // Only a copy that can be read back makes the write good: a member
+                    // being rebuilt above its checkpoint cannot serve it yet.
+                    if self.readable_once_written(m, &piece) {
+                        req.piece_ok |= 1 << op.piece;
+                    }
+                    // A volatile write may vanish at a power cut: the range stays listed
+                    // until a write that is on stable media covers it.
+                    if req.durable {
+                        self.clear_bad(m, &piece);
+                    }
                 } else if !stale {
                     // The member missed a write: it must never be read there again.
                     self.member_write_failed(m, &piece, "write error");
@@ -452,6 +464,21 @@ impl Array {
                 *c != m && self.writable(*c) && self.roles[*c].bad.overlaps(*cs, piece.sectors)
             })
             .map(|(c, _)| *c)
+    }
+
+    /// Whether member `m` serves `piece` once it holds the piece's data: an in-sync member,
+    /// or one being rebuilt whose checkpoint has passed the piece.
+    fn readable_once_written(&self, m: usize, piece: &Piece) -> bool {
+        match self.roles[m].state {
+            RoleState::Active => true,
+            RoleState::Recovering => {
+                self.sync
+                    .as_ref()
+                    .is_some_and(|s| s.kind == super::SyncKind::Rebuild)
+                    && piece.array_lba + piece.sectors <= self.checkpoint()
+            }
+            _ => false,
+        }
     }
 
     /// Switches member `m` to buffered I/O after O_DIRECT refused an I/O. False if it was
