@@ -188,6 +188,10 @@ pub struct Config {
     pub sqpoll: bool,
     /// The exported LUNs.
     pub luns: Vec<Lun>,
+    /// Assemble RAID-10 arrays even when their members diverged (split brain): the newest
+    /// side is kept and the other members are rebuilt from it. Never from the YAML: only
+    /// `ethershelf serve --force-assemble`, an admin's deliberate choice.
+    pub force_assemble: bool,
 }
 
 /// Where the Prometheus endpoint listens.

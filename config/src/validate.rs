@@ -276,6 +276,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         workers,
         sqpoll: raw.sqpoll,
         luns,
+        force_assemble: false,
     })
 }
 

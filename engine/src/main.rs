@@ -37,6 +37,11 @@ enum Command {
         /// AF_PACKET), xdp or packet.
         #[arg(long, value_name = "MODE")]
         mode: Option<PortMode>,
+        /// Start RAID-10 arrays whose members diverged (split brain: each side ran without
+        /// the other). The side with the newest metadata is kept; the other side's members
+        /// are rebuilt from it and the writes they took since the split are lost.
+        #[arg(long)]
+        force_assemble: bool,
     },
     /// Validate a configuration file (and that its LUN files can be opened); print a summary.
     Check {
@@ -138,8 +143,10 @@ fn run(cli: Cli) -> Result<(), String> {
             config,
             interfaces,
             mode,
+            force_assemble,
         } => {
             let mut cfg = load(&config)?;
+            cfg.force_assemble = force_assemble;
             if !interfaces.is_empty() {
                 let mode = cfg.ports.first().map(|p| p.mode).unwrap_or(PortMode::Auto);
                 cfg.ports = interfaces
@@ -248,6 +255,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 cpus: vec![],
                 workers: None,
                 sqpoll: false,
+                force_assemble: false,
                 state_dir,
                 buffer_count: DEFAULT_BUFFER_COUNT,
                 disks: vec![],

@@ -191,6 +191,7 @@ pub fn open_luns(config: &Config) -> Result<OpenedLuns, ShelfError> {
                     r.chunk / 512,
                     r.clean,
                     r.degraded_start,
+                    config.force_assemble,
                 )
                 .map_err(|e| ShelfError::Array {
                     shelf,

@@ -297,11 +297,12 @@ impl Sim {
             .iter()
             .filter_map(|&i| MemberDisk::open(i, &self.disks[i].path).ok())
             .collect();
-        let opened = Array::open("e1.0", &list, &mut spares, CHUNK, clean, false).or_else(|e| {
-            self.log
-                .push(format!("assembly refused ({e}); forcing a degraded start"));
-            Array::open("e1.0", &list, &mut spares, CHUNK, clean, true)
-        });
+        let opened =
+            Array::open("e1.0", &list, &mut spares, CHUNK, clean, false, false).or_else(|e| {
+                self.log
+                    .push(format!("assembly refused ({e}); forcing a degraded start"));
+                Array::open("e1.0", &list, &mut spares, CHUNK, clean, true, true)
+            });
         let (array, _report) = opened.unwrap_or_else(|e| panic!("array cannot assemble: {e}"));
         let roles: Vec<String> = array
             .roles

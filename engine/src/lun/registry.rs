@@ -168,7 +168,10 @@ impl LunRecord {
                     disks: self.disks.clone(),
                     chunk: self.chunk,
                     clean: false,
-                    degraded_start: true,
+                    // A start is degraded on its own only where the array already was (the
+                    // superblocks say which roles were out); a disk that vanished while the
+                    // shelf was down stops the array instead of being silently left out.
+                    degraded_start: false,
                 })
             }
         };

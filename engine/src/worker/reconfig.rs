@@ -310,9 +310,16 @@ impl Worker {
                 dev.wipe_metadata()
                     .map_err(|e| format!("disk {}.{d}: clearing old metadata: {e}", self.shelf))?;
             }
-            let (array, _) =
-                Array::open(&label, &paths, &mut Vec::new(), chunk / 512, clean, false)
-                    .map_err(|e| e.to_string())?;
+            let (array, _) = Array::open(
+                &label,
+                &paths,
+                &mut Vec::new(),
+                chunk / 512,
+                clean,
+                false,
+                false,
+            )
+            .map_err(|e| e.to_string())?;
             let sectors = array.sectors();
             let what = format!(
                 "{} over {} disks{}",
@@ -546,6 +553,7 @@ impl Worker {
                 sb.chunk_sectors as u64,
                 false,
                 true,
+                false,
             )
             .map_err(|e| format!("restoring {home} as LUN {slot}: {e}"))?;
             let state = self.fresh_state(slot)?;

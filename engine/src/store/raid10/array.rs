@@ -6,7 +6,7 @@ use super::badblocks::BadBlocks;
 use super::bitmap::{region_sectors_for, WriteIntent};
 use super::member::{MemberDisk, DATA_OFFSET_SECTORS};
 use super::sync::{SyncJob, SyncKind};
-use super::{Layout, MemberState, Piece, Superblock};
+use super::{Layout, MemberState, Piece, Superblock, MAX_MEMBERS};
 use std::fmt;
 
 /// Where a role stands.
@@ -181,6 +181,8 @@ pub struct Array {
     next_job_id: u32,
     /// Members switched to buffered I/O because O_DIRECT refused an I/O.
     pub direct_fallbacks: u64,
+    /// Per role, the last event at which it was in sync (written into every superblock).
+    seen: [u64; MAX_MEMBERS],
 }
 
 impl fmt::Debug for Array {
@@ -235,6 +237,7 @@ impl Array {
         chunk_sectors: u64,
         clean: bool,
         degraded_start: bool,
+        force: bool,
     ) -> Result<(Array, OpenReport), ArrayError> {
         let mut opened: Vec<Option<MemberDisk>> = Vec::new();
         let mut meta = Vec::new();
@@ -324,7 +327,7 @@ impl Array {
         // Decide with degraded allowed, then apply the policy: a role may be filled by a
         // present disk of the list (stale, blank or damaged) that gets rebuilt; only roles
         // without any disk make the start "degraded".
-        let asm = super::assemble(&found, true)?;
+        let asm = super::assemble(&found, true, force)?;
         let newest = found
             .iter()
             .find(|(p, _)| Some(*p) == asm.roles.iter().flatten().next().copied())
@@ -375,8 +378,19 @@ impl Array {
             .filter(|(_, s)| s.is_none())
             .map(|(r, _)| r as u32)
             .collect();
-        if !missing.is_empty() && !degraded_start {
-            return Err(super::AssembleError::DegradedNotAllowed(missing).into());
+        // Roles the newest superblock already knew to be out keep the array as degraded as
+        // it was: that start is safe. A role that was in sync and has no disk now is a new
+        // loss: only with degraded_start.
+        let newly_missing: Vec<u32> = missing
+            .iter()
+            .copied()
+            .filter(|r| !newest.knew_out(*r as usize))
+            .collect();
+        if !newly_missing.is_empty() && !degraded_start {
+            return Err(super::AssembleError::DegradedNotAllowed(newly_missing).into());
+        }
+        if force && !asm.stale.is_empty() {
+            tracing::warn!(lun = label, stale = ?asm.stale, "assembly forced: the newest side is kept, the other members are rebuilt from it");
         }
         let layout = Layout::new(
             newest.members as usize,
@@ -489,6 +503,7 @@ impl Array {
             last_scrub: None,
             next_job_id: 1,
             direct_fallbacks: 0,
+            seen: newest.seen.as_deref().copied().unwrap_or([0; MAX_MEMBERS]),
         };
         array.commit("assembled")?;
         Ok((array, report))
@@ -555,6 +570,7 @@ impl Array {
             last_scrub: None,
             next_job_id: 1,
             direct_fallbacks: 0,
+            seen: [0; MAX_MEMBERS],
         };
         // The bitmap first (all dirty unless clean), then the superblocks that make it an
         // array: a crash in between leaves blank disks, never an array without its bitmap.
@@ -612,6 +628,7 @@ impl Array {
                 0
             },
             home: home_of(&self.label),
+            seen: Some(Box::new(self.seen)),
         }
     }
 
@@ -756,6 +773,11 @@ impl Array {
     fn write_superblocks(&mut self, dirty: bool, why: &str) -> Result<(), ArrayError> {
         self.event += 1;
         loop {
+            for (r, role) in self.roles.iter().enumerate() {
+                if role.state == RoleState::Active && role.dev.is_some() {
+                    self.seen[r] = self.event;
+                }
+            }
             let mut failed_now = None;
             let mut written = 0;
             for r in 0..self.roles.len() {

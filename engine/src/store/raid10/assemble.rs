@@ -2,6 +2,7 @@
 //! member plays which role, which members are stale (older event counter: never trusted, must
 //! be rebuilt), and whether every chunk still has a copy. Refusals are clear sentences.
 
+use super::MAX_MEMBERS;
 use super::{Layout, MemberState, Superblock};
 
 /// How the members came together.
@@ -61,6 +62,19 @@ pub enum AssembleError {
     /// Both copies of some chunk are gone.
     #[error("roles {0:?} are missing and hold both copies of some chunks: the array cannot start without losing data")]
     Unavailable(Vec<u32>),
+    /// Two members each ran without the other (they were started apart): their data
+    /// diverged and neither can be trusted blindly.
+    #[error("split brain: the member at path {path} (role {role}) went on writing (event {its_event}) after the newest members last saw it in sync (event {seen}); each side has writes the other lacks. Start with --force-assemble to keep the newest side (the other side's writes since then are lost), or remove that disk")]
+    SplitBrain {
+        /// Index of the diverged member's path.
+        path: usize,
+        /// Its role.
+        role: u32,
+        /// Its event counter.
+        its_event: u64,
+        /// The last event at which the newest side saw its role in sync.
+        seen: u64,
+    },
     /// Degraded start not allowed.
     #[error("roles {0:?} are missing; start degraded only if the configuration allows it (degraded_start: true)")]
     DegradedNotAllowed(Vec<u32>),
@@ -70,6 +84,7 @@ pub enum AssembleError {
 pub fn assemble(
     found: &[(usize, Superblock)],
     allow_degraded: bool,
+    force: bool,
 ) -> Result<Assembly, AssembleError> {
     // The newest superblock is the authority; on a tie, the member listed first.
     let newest = found
@@ -98,7 +113,24 @@ pub fn assemble(
         match sb.state {
             MemberState::Spare => spares.push(*path),
             MemberState::Failed => stale.push(*path),
-            _ if sb.event < newest.event => stale.push(*path),
+            _ if sb.event < newest.event => {
+                // Stale: fine if it just stopped while the others went on; split brain if it
+                // went on too.
+                let seen = newest
+                    .seen
+                    .as_ref()
+                    .filter(|_| sb.state == MemberState::Active)
+                    .map(|s| s[sb.role as usize % MAX_MEMBERS]);
+                if let Some(seen) = seen.filter(|seen| sb.event > *seen && !force) {
+                    return Err(AssembleError::SplitBrain {
+                        path: *path,
+                        role: sb.role,
+                        its_event: sb.event,
+                        seen,
+                    });
+                }
+                stale.push(*path)
+            }
             _ => {
                 let slot = &mut roles[sb.role as usize];
                 if let Some(a) = *slot {
@@ -135,8 +167,13 @@ pub fn assemble(
         if lost {
             return Err(AssembleError::Unavailable(missing));
         }
-        if !allow_degraded {
-            return Err(AssembleError::DegradedNotAllowed(missing));
+        let newly_missing: Vec<u32> = missing
+            .iter()
+            .copied()
+            .filter(|r| !newest.knew_out(*r as usize))
+            .collect();
+        if !allow_degraded && !newly_missing.is_empty() {
+            return Err(AssembleError::DegradedNotAllowed(newly_missing));
         }
     }
     Ok(Assembly {
@@ -167,6 +204,7 @@ mod tests {
             array_sectors: members as u64 * (1 << 19),
             rebuild_checkpoint: 0,
             home: None,
+            seen: None,
         }
     }
 
@@ -178,7 +216,7 @@ mod tests {
             (2, sb(3, 4, 5)),
             (3, sb(1, 4, 5)),
         ];
-        let a = assemble(&found, false).unwrap();
+        let a = assemble(&found, false, false).unwrap();
         assert_eq!(a.roles, vec![Some(1), Some(3), Some(0), Some(2)]);
         assert!(!a.degraded() && a.stale.is_empty());
     }
@@ -192,10 +230,10 @@ mod tests {
             (3, sb(3, 4, 9)),
         ];
         assert_eq!(
-            assemble(&found, false),
+            assemble(&found, false, false),
             Err(AssembleError::DegradedNotAllowed(vec![1]))
         );
-        let a = assemble(&found, true).unwrap();
+        let a = assemble(&found, true, false).unwrap();
         assert_eq!(a.stale, vec![1]);
         assert_eq!(a.roles[1], None);
         assert!(a.degraded());
@@ -206,16 +244,16 @@ mod tests {
         // Roles 0 and 1 mirror each other in a 4-member near-2 array.
         let found = vec![(0, sb(2, 4, 3)), (1, sb(3, 4, 3))];
         assert_eq!(
-            assemble(&found, true),
+            assemble(&found, true, false),
             Err(AssembleError::Unavailable(vec![0, 1]))
         );
         // Roles 0 and 2 are in different pairs: degraded but complete.
         let found = vec![(0, sb(1, 4, 3)), (1, sb(3, 4, 3))];
-        assert!(assemble(&found, true).unwrap().degraded());
+        assert!(assemble(&found, true, false).unwrap().degraded());
         // With 3 members every adjacent pair shares chunks: any two missing loses data.
         let found = vec![(0, sb(2, 3, 3))];
         assert!(matches!(
-            assemble(&found, true),
+            assemble(&found, true, false),
             Err(AssembleError::Unavailable(_))
         ));
     }
@@ -225,11 +263,11 @@ mod tests {
         let mut other = sb(1, 2, 1);
         other.array_uuid = [2; 16];
         assert_eq!(
-            assemble(&[(0, sb(0, 2, 1)), (1, other)], true),
+            assemble(&[(0, sb(0, 2, 1)), (1, other)], true, false),
             Err(AssembleError::Foreign { path: 1 })
         );
         assert_eq!(
-            assemble(&[(0, sb(0, 2, 1)), (1, sb(0, 2, 1))], true),
+            assemble(&[(0, sb(0, 2, 1)), (1, sb(0, 2, 1))], true, false),
             Err(AssembleError::DuplicateRole {
                 role: 0,
                 a: 0,
@@ -239,10 +277,10 @@ mod tests {
         let mut odd = sb(1, 2, 1);
         odd.chunk_sectors = 256;
         assert_eq!(
-            assemble(&[(0, sb(0, 2, 1)), (1, odd)], true),
+            assemble(&[(0, sb(0, 2, 1)), (1, odd)], true, false),
             Err(AssembleError::Geometry { path: 1 })
         );
-        assert_eq!(assemble(&[], true), Err(AssembleError::Empty));
+        assert_eq!(assemble(&[], true, false), Err(AssembleError::Empty));
     }
 
     #[test]
@@ -251,7 +289,7 @@ mod tests {
         spare.state = MemberState::Spare;
         let mut failed = sb(1, 2, 4);
         failed.state = MemberState::Failed;
-        let a = assemble(&[(0, sb(0, 2, 4)), (1, failed), (2, spare)], true).unwrap();
+        let a = assemble(&[(0, sb(0, 2, 4)), (1, failed), (2, spare)], true, false).unwrap();
         assert_eq!((a.spares.clone(), a.stale.clone()), (vec![2], vec![1]));
         assert_eq!(a.roles, vec![Some(0), None]);
     }

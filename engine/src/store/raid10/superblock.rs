@@ -7,6 +7,12 @@
 //! array sectors, rebuild checkpoint, home LUN (shelf, slot, present flag); CRC32C of bytes 0..4092 in the last four bytes. Writers
 //! update copy A, make it stable, then copy B, so a torn write leaves one valid copy.
 
+use super::MAX_MEMBERS;
+
+/// Where the per-role "seen in sync" events start (one u64 per role), and their flag.
+const SEEN_AT: usize = 128;
+const SEEN_FLAG: usize = 120;
+
 /// Bytes of one superblock copy.
 pub const SUPERBLOCK_BYTES: usize = 4096;
 const MAGIC: &[u8; 8] = b"ESRAID10";
@@ -72,6 +78,10 @@ pub struct Superblock {
     pub rebuild_checkpoint: u64,
     /// The LUN (shelf, slot) the array was exported as, for `restore` after a move.
     pub home: Option<(u16, u8)>,
+    /// Per role, the last event at which the writer saw that role in sync (`None` in
+    /// superblocks of an older shelf). A member that went on writing events after the newest
+    /// superblock last saw it ran on its own: split brain.
+    pub seen: Option<Box<[u64; MAX_MEMBERS]>>,
 }
 
 /// A superblock copy that cannot be trusted.
@@ -104,6 +114,14 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 impl Superblock {
+    /// Whether the writer already knew role `r` to be out of sync (failed, missing or being
+    /// rebuilt) when it wrote this: a start without that role is as degraded as before.
+    pub fn knew_out(&self, r: usize) -> bool {
+        self.seen
+            .as_ref()
+            .is_some_and(|s| s.get(r).is_some_and(|e| *e < self.event))
+    }
+
     /// Writes the superblock into a 4096-byte buffer.
     pub fn encode(&self, out: &mut [u8]) -> Result<(), SuperblockError> {
         if out.len() != SUPERBLOCK_BYTES {
@@ -127,6 +145,12 @@ impl Superblock {
             out[88..90].copy_from_slice(&shelf.to_le_bytes());
             out[90] = slot;
             out[91] = 1;
+        }
+        if let Some(seen) = &self.seen {
+            out[SEEN_FLAG] = 1;
+            for (r, e) in seen.iter().enumerate() {
+                out[SEEN_AT + r * 8..SEEN_AT + r * 8 + 8].copy_from_slice(&e.to_le_bytes());
+            }
         }
         let crc = crc32c::crc32c(&out[..SUPERBLOCK_BYTES - 4]);
         out[SUPERBLOCK_BYTES - 4..].copy_from_slice(&crc.to_le_bytes());
@@ -163,6 +187,8 @@ impl Superblock {
             array_sectors: u64_at(b, 72),
             rebuild_checkpoint: u64_at(b, 80),
             home: (b[91] == 1).then(|| (u16::from_le_bytes([b[88], b[89]]), b[90])),
+            seen: (b[SEEN_FLAG] == 1)
+                .then(|| Box::new(std::array::from_fn(|r| u64_at(b, SEEN_AT + r * 8)))),
         };
         if sb.members < 2
             || sb.members as usize > super::MAX_MEMBERS
@@ -213,6 +239,9 @@ mod tests {
             array_sectors: 1 << 21,
             rebuild_checkpoint: 4096,
             home: Some((7, 3)),
+            seen: Some(Box::new(std::array::from_fn(|r| {
+                event.saturating_sub(r as u64)
+            }))),
         }
     }
 

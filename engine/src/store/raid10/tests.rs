@@ -29,7 +29,7 @@ fn scratch(disks: usize, mib: u64) -> (PathBuf, Vec<(usize, PathBuf)>) {
 }
 
 fn open(disks: &[(usize, PathBuf)], degraded: bool) -> Result<(Array, OpenReport), ArrayError> {
-    Array::open("e1.0", disks, &mut Vec::new(), 128, true, degraded)
+    Array::open("e1.0", disks, &mut Vec::new(), 128, true, degraded, false)
 }
 
 #[test]
@@ -223,5 +223,58 @@ fn reads_prefer_the_idle_copy_and_the_first_copy_while_resyncing() {
         Some(0),
         "dirty region: first copy only"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A member path list without role `r` (its disk gone from the box).
+fn without(disks: &[(usize, PathBuf)], r: usize) -> Vec<(usize, PathBuf)> {
+    disks.iter().filter(|(i, _)| *i != r).cloned().collect()
+}
+
+#[test]
+fn a_disk_gone_while_the_shelf_was_down_stops_the_array_but_a_known_failure_does_not() {
+    let (dir, disks) = scratch(2, 4);
+    let (mut a, _) = open(&disks, false).unwrap();
+    a.close().unwrap();
+    drop(a);
+    // Disk 1 vanished while the shelf was down: a new loss, not started on its own.
+    let e = open(&without(&disks, 1), false).unwrap_err().to_string();
+    assert!(e.contains("missing"), "{e}");
+    // The admin failed it while running: the array knew, so it starts as degraded as it was.
+    let (mut a, _) = open(&disks, false).unwrap();
+    assert!(a.fail_role(1, "test"));
+    a.close().unwrap();
+    drop(a);
+    let (a, _) = open(&without(&disks, 1), false).unwrap();
+    assert!(a.degraded());
+    drop(a);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn members_that_ran_apart_are_a_split_brain_refused_unless_forced() {
+    let (dir, disks) = scratch(2, 4);
+    let (mut a, _) = open(&disks, false).unwrap();
+    a.close().unwrap();
+    drop(a);
+    // Boot 1: only disk 0 (forced degraded start); boot 2: only disk 1. Each writes events
+    // the other never saw.
+    for (alone, restarts) in [(0usize, 2), (1, 3)] {
+        for _ in 0..restarts {
+            let (mut a, _) = open(&without(&disks, 1 - alone), true).unwrap();
+            a.commit("test").unwrap();
+            a.close().unwrap();
+        }
+    }
+    let e = open(&disks, true).unwrap_err().to_string();
+    assert!(e.contains("split brain"), "{e}");
+    // A stale member that merely stopped is not one: after forcing, the other side is
+    // rebuilt, and the next start is clean.
+    let (a, report) = Array::open("e1.0", &disks, &mut Vec::new(), 128, true, true, true).unwrap();
+    assert_eq!(report.rebuilding.len(), 1, "{report:?}");
+    drop(a);
+    let (a, _) = open(&disks, false).unwrap();
+    assert!(a.roles.iter().all(|r| r.dev.is_some()));
+    drop(a);
     let _ = std::fs::remove_dir_all(dir);
 }
