@@ -297,13 +297,15 @@ impl Sim {
             .iter()
             .filter_map(|&i| MemberDisk::open(i, &self.disks[i].path).ok())
             .collect();
-        let opened =
-            Array::open("e1.0", &list, &mut spares, CHUNK, clean, false, false).or_else(|e| {
-                self.log
-                    .push(format!("assembly refused ({e}); forcing a degraded start"));
-                Array::open("e1.0", &list, &mut spares, CHUNK, clean, true, true)
-            });
-        let (array, _report) = opened.unwrap_or_else(|e| panic!("array cannot assemble: {e}"));
+        // Every disk is present at each start: the array must assemble without being allowed
+        // to start degraded or forced (a refusal here would be a false split brain).
+        let opened = Array::open("e1.0", &list, &mut spares, CHUNK, clean, false, false);
+        let (array, _report) = opened.unwrap_or_else(|e| {
+            panic!(
+                "array refused to assemble with every disk present: {e}\n{}",
+                self.log.join("\n")
+            )
+        });
         let roles: Vec<String> = array
             .roles
             .iter()
