@@ -28,4 +28,6 @@ pub use superblock::{MemberState, Superblock, SuperblockError, SUPERBLOCK_BYTES}
 pub use sync::{Step, SyncJob, SyncKind, MAX_STEPS, STEP_SECTORS};
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 static N: AtomicU32 = AtomicU32::new(0);
 
-fn scratch(disks: usize, mib: u64) -> (PathBuf, Vec<(usize, PathBuf)>) {
+pub(super) fn scratch(disks: usize, mib: u64) -> (PathBuf, Vec<(usize, PathBuf)>) {
     let dir = std::env::temp_dir().join(format!(
         "es-raid-unit-{}-{}",
         std::process::id(),
@@ -28,7 +28,10 @@ fn scratch(disks: usize, mib: u64) -> (PathBuf, Vec<(usize, PathBuf)>) {
     (dir, list)
 }
 
-fn open(disks: &[(usize, PathBuf)], degraded: bool) -> Result<(Array, OpenReport), ArrayError> {
+pub(super) fn open(
+    disks: &[(usize, PathBuf)],
+    degraded: bool,
+) -> Result<(Array, OpenReport), ArrayError> {
     Array::open("e1.0", disks, &mut Vec::new(), 128, true, degraded, false)
 }
 
