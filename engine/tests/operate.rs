@@ -275,6 +275,8 @@ fn console_refuses_bad_commands_clearly_and_its_changes_survive_a_restart() {
     ctl(&lab, "mask 3 +52:54:00:00:00:99");
     ctl(&lab, "spare 7.3");
     assert!(ctl_fails(&lab, "make -f 4 jbod 7.3").contains("in use (spare)"));
+    // Operator input is bounded before anything is allocated.
+    assert!(ctl_fails(&lab, "make -f 9 raid10 7.0-4000000000").contains("more disks than a shelf"));
     let exported = ctl(&lab, "export-config");
     assert!(lab.stop().success());
     // The exported YAML is a valid configuration.

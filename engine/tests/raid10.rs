@@ -528,3 +528,39 @@ fn a_disk_has_one_owner_whatever_path_names_it() {
     assert!(!out.status.success() && err.contains("in use"), "{err}");
     assert!(lab.stop().success());
 }
+
+#[test]
+fn mirror_halves_started_apart_are_a_split_brain_refused_unless_forced() {
+    let mut lab = Lab::new(1, 1500);
+    let (cfg, disks) = raid_lab(&lab, 2, 0, 8 * MIB, ", clean: true, degraded_start: true");
+    let cfg = cfg.to_str().unwrap().to_string();
+    let ini = lab.raw(0);
+    let mut tag = 0;
+    let mut write = |lab: &mut Lab, seed: u64| {
+        lab.start(&["serve", "-c", &cfg]);
+        tag += 1;
+        let r = ini.ata_io(1, 0, tag, WRITE_EXT, true, 0, 2, &pattern(seed, 1024));
+        assert_eq!(ata_regs(&r), (0x40, 0));
+        assert!(lab.stop().success());
+    };
+    write(&mut lab, 1);
+    // The halves of the mirror are started apart, and each takes writes.
+    for (away, seed) in [(1usize, 2u64), (0, 3)] {
+        let gone = lab.dir.join("gone");
+        std::fs::rename(&disks[away], &gone).unwrap();
+        write(&mut lab, seed);
+        std::fs::rename(&gone, &disks[away]).unwrap();
+    }
+    let err = serve_fails(&lab, Path::new(&cfg));
+    assert!(err.contains("split brain"), "{err}");
+    // The admin keeps the newest side: it serves one side's data whole, and the other disk
+    // is rebuilt from it.
+    lab.start(&["serve", "-c", &cfg, "--force-assemble"]);
+    let r = ini.ata_io(1, 0, 99, READ_EXT, true, 0, 2, &[]);
+    assert_eq!(ata_regs(&r), (0x40, 0));
+    let data = &r[ethershelf::wire::ATA_DATA_OFFSET..ethershelf::wire::ATA_DATA_OFFSET + 1024];
+    assert!(data == pattern(2, 1024).as_slice() || data == pattern(3, 1024).as_slice());
+    wait_log(&lab, " rebuild finished ", 1, 30);
+    assert!(lab.stop().success());
+    assert_same_data(&disks[0], &disks[1]);
+}

@@ -2,7 +2,6 @@
 //! member plays which role, which members are stale (older event counter: never trusted, must
 //! be rebuilt), and whether every chunk still has a copy. Refusals are clear sentences.
 
-use super::MAX_MEMBERS;
 use super::{Layout, MemberState, Superblock};
 
 /// How the members came together.
@@ -87,12 +86,34 @@ pub fn assemble(
     force: bool,
 ) -> Result<Assembly, AssembleError> {
     // The newest superblock is the authority; on a tie, the member listed first.
-    let newest = found
+    let (newest_path, newest) = found
         .iter()
         .max_by(|a, b| a.1.event.cmp(&b.1.event).then(b.0.cmp(&a.0)))
-        .ok_or(AssembleError::Empty)?
-        .1
-        .clone();
+        .map(|(p, sb)| (*p, sb.clone()))
+        .ok_or(AssembleError::Empty)?;
+    // Split brain: a member that says it was in sync, and went on writing events after the
+    // newest superblock last saw its role in sync, ran on its own while the newest side ran
+    // without it (with equal event counters too: each side may have counted as far).
+    let mut diverged = Vec::new();
+    for (path, sb) in found.iter().filter(|(p, _)| *p != newest_path) {
+        let seen = newest
+            .seen
+            .as_ref()
+            .filter(|_| sb.state == MemberState::Active && sb.array_uuid == newest.array_uuid)
+            .and_then(|s| s.get(sb.role as usize).copied());
+        if let Some(seen) = seen.filter(|seen| sb.event > *seen) {
+            if !force {
+                return Err(AssembleError::SplitBrain {
+                    path: *path,
+                    role: sb.role,
+                    its_event: sb.event,
+                    seen,
+                });
+            }
+            // Forced: the newest side wins; this one is rebuilt from it.
+            diverged.push(*path);
+        }
+    }
     let mut roles: Vec<Option<usize>> = vec![None; newest.members as usize];
     let (mut stale, mut spares) = (Vec::new(), Vec::new());
     for (path, sb) in found {
@@ -113,24 +134,7 @@ pub fn assemble(
         match sb.state {
             MemberState::Spare => spares.push(*path),
             MemberState::Failed => stale.push(*path),
-            _ if sb.event < newest.event => {
-                // Stale: fine if it just stopped while the others went on; split brain if it
-                // went on too.
-                let seen = newest
-                    .seen
-                    .as_ref()
-                    .filter(|_| sb.state == MemberState::Active)
-                    .map(|s| s[sb.role as usize % MAX_MEMBERS]);
-                if let Some(seen) = seen.filter(|seen| sb.event > *seen && !force) {
-                    return Err(AssembleError::SplitBrain {
-                        path: *path,
-                        role: sb.role,
-                        its_event: sb.event,
-                        seen,
-                    });
-                }
-                stale.push(*path)
-            }
+            _ if sb.event < newest.event || diverged.contains(path) => stale.push(*path),
             _ => {
                 let slot = &mut roles[sb.role as usize];
                 if let Some(a) = *slot {
