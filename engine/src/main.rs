@@ -179,6 +179,12 @@ fn run(cli: Cli) -> Result<(), String> {
             for l in lines {
                 println!("  {l}");
             }
+            if cfg.luns.is_empty() {
+                println!(
+                    "  no LUNs configured: serving nothing; edit {}",
+                    config.display()
+                );
+            }
             Ok(())
         }
         Command::Ctl {
