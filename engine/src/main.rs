@@ -290,7 +290,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ethershelf::docs::parse("8");
     init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

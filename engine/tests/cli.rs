@@ -160,3 +160,29 @@ fn the_packaged_default_file_serves_nothing_and_stays_up() {
         "{log}"
     );
 }
+
+/// `write-docs DIR` (hidden) writes a man page per visible command and completions, none of
+/// which mention it.
+#[test]
+fn write_docs_makes_man_pages_and_completions() {
+    let dir = std::env::temp_dir().join(format!("es-cli-docs-{}", std::process::id()));
+    let (ok, out) = es(&["write-docs", dir.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    for f in [
+        "ethershelf.8",
+        "ethershelf-serve.8",
+        "ethershelf-check.8",
+        "ethershelf-ctl.8",
+        "ethershelf-console.8",
+        "ethershelf-export.8",
+        "ethershelf",
+        "_ethershelf",
+        "ethershelf.fish",
+    ] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(!text.contains("write-docs"), "{f} mentions write-docs");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (_, help) = es(&["--help"]);
+    assert!(!help.contains("write-docs"), "{help}");
+}
