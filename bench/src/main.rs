@@ -16,7 +16,7 @@ use std::time::Duration;
 ///
 /// Every command names the interfaces it uses (--if); nothing is sent anywhere else.
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "aoebench", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -442,7 +442,7 @@ fn nbd(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ethershelf::docs::parse("1");
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Ping {

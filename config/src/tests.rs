@@ -200,7 +200,10 @@ fn bad_mac_sizes_and_enums_are_located() {
 fn missing_and_empty_sections_are_explained() {
     let (_, _, text) = error_of("shelf: 1\n");
     assert!(text.contains("ports"), "{text}");
-    let (line, _, text) = error_of("shelf: 1\nports: []\n");
+    // No ports and no LUNs: a shelf that serves nothing, valid.
+    let c = parse("shelf: 1\nports: []\n", "empty.yaml").unwrap();
+    assert!(c.ports.is_empty() && c.luns.is_empty());
+    let (line, _, text) = error_of("shelf: 1\nports: []\nluns:\n  - { slot: 0, file: /x }\n");
     assert_eq!(line, 2);
     assert!(text.contains("at least one port"), "{text}");
     let (_, _, text) = error_of("shelf: 1\nports: [\n");
@@ -226,4 +229,12 @@ fn example_files_are_valid() {
         n += 1;
     }
     assert!(n >= 1);
+}
+
+#[test]
+fn the_packaged_default_file_serves_nothing() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/debian/shelf.yaml");
+    let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.ports.is_empty(), "the default file must open no port");
+    assert!(c.luns.is_empty() && c.disks.is_empty() && c.spares.is_empty());
 }

@@ -31,11 +31,12 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
     if shelf == 0xFFF {
         return Err(err(origin, &raw.shelf, "shelf 4095 is ignored by the Linux initiator (\"check shelf dip switches\"): pick another"));
     }
-    if raw.ports.value.is_empty() {
+    // `ports: []` with no LUNs is a shelf that serves nothing (the packaged default file).
+    if raw.ports.value.is_empty() && !raw.luns.is_empty() {
         return Err(err(
             origin,
             &raw.ports,
-            "at least one port is needed: ports: [{ interface: eth1 }]",
+            "at least one port is needed to serve LUNs: ports: [{ interface: eth1 }]",
         ));
     }
     let mut ports = Vec::new();

@@ -179,6 +179,12 @@ fn run(cli: Cli) -> Result<(), String> {
             for l in lines {
                 println!("  {l}");
             }
+            if cfg.luns.is_empty() {
+                println!(
+                    "  no LUNs configured: serving nothing; edit {}",
+                    config.display()
+                );
+            }
             Ok(())
         }
         Command::Ctl {
@@ -284,7 +290,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ethershelf::docs::parse("8");
     init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

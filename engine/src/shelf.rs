@@ -91,9 +91,6 @@ pub enum ShelfError {
     /// The worker.
     #[error("worker: {0}")]
     Worker(std::io::Error),
-    /// Nothing to check.
-    #[error("no LUNs configured: add at least one under 'luns:' (or make them from the console)")]
-    NoLuns,
     /// The console's LUN book in state_dir.
     #[error("LUN book: {0}")]
     Book(String),
@@ -240,11 +237,9 @@ pub fn open_luns(config: &Config) -> Result<OpenedLuns, ShelfError> {
 }
 
 /// Checks that every LUN's storage can be opened, without changing any disk: file LUNs are
-/// opened; RAID-10 member disks are opened and their superblocks read. Returns one line per LUN.
+/// opened; RAID-10 member disks are opened and their superblocks read. Returns one line per LUN
+/// (none for a shelf with no LUNs, which is valid and serves nothing).
 pub fn check_luns(config: &Config) -> Result<Vec<String>, ShelfError> {
-    if config.luns.is_empty() {
-        return Err(ShelfError::NoLuns);
-    }
     let mut lines = Vec::new();
     for lun in &config.luns {
         let (shelf, slot) = (config.shelf, lun.slot);
@@ -431,8 +426,12 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
     };
     let (effective, book) = effective_config(config)?;
     let config = &effective;
+    let file = reload_from.map_or("the configuration file".into(), |p| p.display().to_string());
     if config.luns.is_empty() {
-        tracing::warn!("no LUNs yet: make them from the console (ethershelf console)");
+        tracing::warn!("no LUNs configured: serving nothing; edit {file} (or make LUNs from the console: ethershelf console)");
+    }
+    if config.ports.is_empty() {
+        tracing::warn!("no ports configured: no frame is sent or answered; add ports to {file}");
     }
     let ports = open_ports(config)?;
     let wanted = worker_count(&ports, config.workers, usize::MAX);

@@ -416,13 +416,15 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     ] {
         assert!(text.contains(needed), "the unit lacks {needed}");
     }
+    // The package installs the binary where the unit says (deploy/package.sh).
+    assert!(text.contains("ExecStart=/usr/sbin/ethershelf serve"));
     // Verify it as installed, with the binary path pointing at this build.
     let dir = std::env::temp_dir().join(format!("es-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let local = dir.join("ethershelf.service");
     std::fs::write(
         &local,
-        text.replace("/usr/local/bin/ethershelf", binary().to_str().unwrap()),
+        text.replace("/usr/sbin/ethershelf", binary().to_str().unwrap()),
     )
     .unwrap();
     let o = Command::new("systemd-analyze")
