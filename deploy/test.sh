@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite (run as root: the lab tests create network
-# namespaces and AF_PACKET sockets; the kernel-initiator tests boot a qemu VM).
+# namespaces and AF_PACKET sockets; the kernel-initiator tests boot a qemu VM; the package
+# test installs the .deb into a throwaway Debian 12 root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces, raw sockets, qemu)"; exit 2; }
@@ -15,8 +16,12 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --all-targets --locked -- --test-threads 2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+echo "== the Debian package (build, lintian, install/upgrade/purge in a Debian 12 root)"
+./deploy/package-test.sh 2>&1 | tee -a "$log"
+pkg=${PIPESTATUS[0]}
+((pkg == 0)) || { echo "package-test: 0 passed, 1 failed" | tee -a "$log"; status=1; }
 set -e
 # One closing line for the whole run, summed over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+awk '/^test result:|^package-test: [0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed[;,]?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
