@@ -628,3 +628,42 @@ fn a_reused_lun_entry_writes_to_its_new_disk_only() {
     assert!(new_disk.iter().any(|b| *b != 0), "LUN 2's disk got nothing");
     assert!(lab.stop().success());
 }
+
+#[test]
+fn the_admin_socket_is_root_only_whatever_the_umask() {
+    require("setpriv", "util-linux");
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::new(1, 1500);
+    let cfg = shelf_yaml(&lab, 0, "");
+    // The shelf is started from a process with a lax umask.
+    // SAFETY: umask swaps the file-creation mask; restored right after the start.
+    let old = unsafe { libc::umask(0) };
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let sock = lab.dir.join("admin.sock");
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the socket was created {mode:o}");
+    // Even if its mode is opened up, another user is turned away by its credentials.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(binary())
+        .args(["ctl", "-s", sock.to_str().unwrap(), "list"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !o.status.success() && text.contains("permission denied"),
+        "{text}"
+    );
+    assert!(!lab.log_lines("admin connection refused").is_empty());
+    // Root still gets its answers.
+    assert!(ctl(&lab, "list").contains("0"));
+    assert!(lab.stop().success());
+}

@@ -84,13 +84,29 @@ pub fn start(path: &Path, link: WorkerLink) -> std::io::Result<AdminServer> {
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
+    // The socket is created 0600 at once (no window between bind and chmod under a lax
+    // umask). umask is process-wide: this runs at start, before the workers create files.
+    // SAFETY: umask only swaps the process's file-creation mask; it touches no memory.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    let listener = bound?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
+                let Ok(mut conn) = conn else { continue };
+                // Defence in depth behind the file mode: only root or the shelf's own user.
+                match peer_uid(&conn) {
+                    Some(uid) if uid == 0 || uid == effective_uid() => {}
+                    uid => {
+                        tracing::warn!(?uid, "admin connection refused: not root");
+                        refuse(&mut conn);
+                        continue;
+                    }
+                }
                 if let Err(e) = serve_one(conn, &link) {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
@@ -100,6 +116,42 @@ pub fn start(path: &Path, link: WorkerLink) -> std::io::Result<AdminServer> {
     Ok(AdminServer {
         path: path.to_path_buf(),
     })
+}
+
+/// Reads the refused client's line (bounded, briefly) so that the answer is not lost to a
+/// reset, then says why.
+fn refuse(conn: &mut UnixStream) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut line = String::new();
+    let _ = BufReader::new((&*conn).take(MAX_LINE)).read_line(&mut line);
+    let _ = conn.write_all(b"error: permission denied: the admin socket takes root only\n");
+}
+
+/// The user id of the process at the other end (SO_PEERCRED).
+fn peer_uid(conn: &UnixStream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred of that size.
+    let rc = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn serve_one(mut conn: UnixStream, link: &WorkerLink) -> std::io::Result<()> {
