@@ -1,33 +1,62 @@
 //! The HTTP listener Prometheus scrapes: `GET /metrics` asks the workers for a snapshot
-//! (answered between batches), renders it and replies. One connection at a time with short
-//! timeouts: scrapes are rare, and a stuck client must not hold the endpoint for long.
+//! (answered between batches), renders it and replies. Each connection has its own thread,
+//! up to `MAX_CONNECTIONS` at once (more are answered 503 at once), and a deadline for the
+//! whole request head: a client that sends a byte every few seconds is cut off after
+//! `HEAD_DEADLINE`, and never holds up another scrape.
 
 use super::render::render;
 use super::snapshot::Snapshot;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Longest request head read.
 const MAX_REQUEST: usize = 8192;
-/// Per-connection read/write timeout.
+/// Per-connection write timeout.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole request head must arrive within this.
+const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 8;
 
 /// Where snapshots come from (the workers, through the admin channel).
-pub type SnapshotSource = Box<dyn Fn() -> Option<Snapshot> + Send>;
+pub type SnapshotSource = Box<dyn Fn() -> Option<Snapshot> + Send + Sync>;
 
 /// Binds `listen` and serves scrapes on a thread for the life of the process; returns the
 /// bound address (useful with port 0).
 pub fn start(listen: SocketAddr, source: SnapshotSource) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
+    let source = std::sync::Arc::new(source);
+    let active = std::sync::Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                if let Err(e) = serve_one(conn, &source) {
-                    tracing::debug!(error = %e, "metrics connection ended");
+                let Ok(mut conn) = conn else { continue };
+                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    let _ = conn.set_write_timeout(Some(Duration::from_millis(200)));
+                    let _ = reply(
+                        &mut conn,
+                        "503 Service Unavailable",
+                        "text/plain; charset=utf-8",
+                        "too many connections\n",
+                    );
+                    continue;
+                }
+                let (source, active) = (source.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = serve_one(conn, &source) {
+                            tracing::debug!(error = %e, "metrics connection ended");
+                        }
+                        active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    tracing::warn!("metrics connection dropped: no thread for it");
                 }
             }
         })?;
@@ -35,11 +64,19 @@ pub fn start(listen: SocketAddr, source: SnapshotSource) -> std::io::Result<Sock
 }
 
 fn serve_one(mut conn: TcpStream, source: &SnapshotSource) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    let deadline = Instant::now() + HEAD_DEADLINE;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request head not complete in time",
+            ));
+        }
+        conn.set_read_timeout(Some(left))?;
         let n = conn.read(&mut buf)?;
         if n == 0 {
             break;
@@ -79,6 +116,10 @@ fn serve_one(mut conn: TcpStream, source: &SnapshotSource) -> std::io::Result<()
             "only GET is served\n".to_string(),
         ),
     };
+    reply(&mut conn, status, kind, &body)
+}
+
+fn reply(conn: &mut TcpStream, status: &str, kind: &str, body: &str) -> std::io::Result<()> {
     write!(
         conn,
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -137,6 +178,54 @@ mod tests {
             "ethershelf_lun_request_duration_seconds_bucket{lun=\"3.1\",op=\"read\",le=\"0.00005\"} 1"
         ));
         assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn slow_clients_neither_block_scrapes_nor_stay_for_ever() {
+        let addr = start(
+            "127.0.0.1:0".parse().unwrap(),
+            Box::new(|| Some(Snapshot::default())),
+        )
+        .unwrap();
+        // Clients that dribble a byte now and then hold their own connection only.
+        let mut slow = Vec::new();
+        for _ in 0..3 {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"G").unwrap();
+            slow.push(c);
+        }
+        let t = Instant::now();
+        assert!(get(addr, "/metrics").starts_with("HTTP/1.1 200"));
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a scrape waited behind slow clients"
+        );
+        // A dribbler is cut off at the deadline however it keeps sending.
+        let c = &mut slow[0];
+        let t = Instant::now();
+        let mut cut = false;
+        while t.elapsed() < HEAD_DEADLINE + Duration::from_secs(3) {
+            if c.write_all(b"E").is_err() {
+                cut = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            let mut b = [0u8; 1];
+            c.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+            if matches!(c.read(&mut b), Ok(0)) {
+                cut = true;
+                break;
+            }
+        }
+        assert!(cut, "a slow client kept its connection past the deadline");
+        // More connections than the limit are turned away, not queued.
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS + 2 {
+            held.push(TcpStream::connect(addr).unwrap());
+        }
+        let mut busy = String::new();
+        held.last_mut().unwrap().read_to_string(&mut busy).unwrap();
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
     }
 
     #[test]
