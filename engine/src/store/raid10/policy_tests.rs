@@ -25,6 +25,14 @@ fn pair() -> (std::path::PathBuf, Array) {
     (dir, a)
 }
 
+/// Role 1 fails and shelf disk `disk` takes its place (to be rebuilt).
+fn replace_role_1(a: &mut Array, disks: &[(usize, std::path::PathBuf)], disk: usize) {
+    assert!(a.fail_role(1, "test"));
+    assert!(a.take_failed(1).is_some());
+    let new = MemberDisk::open(disk, &disks[disk].1).unwrap();
+    assert!(a.add_for_rebuild(1, new).is_ok());
+}
+
 fn start(a: &mut Array, kind: RequestKind, lba: u64, count: u8) -> (Request, Vec<MemberOp>) {
     let mut req = Request::new(kind, lba, count, true);
     let mut ops = Vec::new();
@@ -119,11 +127,7 @@ fn a_completion_from_a_replaced_disk_acts_on_nothing() {
     let (mut req, ops) = start(&mut a, RequestKind::Write, 0, 8);
     assert_eq!(ops.len(), 2);
     // Role 1's disk is failed and replaced while its write is in flight.
-    a.fail_role(1, "test");
-    let old = a.take_failed(1).unwrap();
-    drop(old);
-    let spare = MemberDisk::open(2, &disks[2].1).unwrap();
-    assert!(a.add_for_rebuild(1, spare).is_ok());
+    replace_role_1(&mut a, &disks, 2);
     let late = *ops.iter().find(|o| o.member == 1).unwrap();
     let good = *ops.iter().find(|o| o.member == 0).unwrap();
     let mut out = Vec::new();
@@ -194,10 +198,7 @@ fn a_write_error_fails_the_member_unless_it_holds_the_only_copy() {
 fn a_write_only_a_rebuilding_member_took_is_not_acknowledged() {
     let (dir, disks) = scratch(3, 4);
     let (mut a, _) = open(&disks[..2], false).unwrap();
-    a.fail_role(1, "test");
-    a.take_failed(1);
-    a.add_for_rebuild(1, MemberDisk::open(2, &disks[2].1).unwrap())
-        .unwrap();
+    replace_role_1(&mut a, &disks, 2);
     assert!(a.next_job().is_some(), "the rebuild starts at sector 0");
     let (mut req, ops) = start(&mut a, RequestKind::Write, 1000, 8);
     let mut out = Vec::new();
@@ -216,10 +217,7 @@ fn a_write_only_a_rebuilding_member_took_is_not_acknowledged() {
 fn a_rebuild_source_read_error_lists_the_range_on_the_new_member_and_goes_on() {
     let (dir, disks) = scratch(3, 4);
     let (mut a, _) = open(&disks[..2], false).unwrap();
-    a.fail_role(1, "test");
-    a.take_failed(1);
-    a.add_for_rebuild(1, MemberDisk::open(2, &disks[2].1).unwrap())
-        .unwrap();
+    replace_role_1(&mut a, &disks, 2);
     let StepPlan::Step(mut step) = a.plan_step() else {
         panic!("a rebuild step")
     };
@@ -251,20 +249,14 @@ fn a_rebuild_source_read_error_lists_the_range_on_the_new_member_and_goes_on() {
 fn a_step_of_a_replaced_job_changes_nothing() {
     let (dir, disks) = scratch(4, 4);
     let (mut a, _) = open(&disks[..2], false).unwrap();
-    a.fail_role(1, "test");
-    a.take_failed(1);
-    a.add_for_rebuild(1, MemberDisk::open(2, &disks[2].1).unwrap())
-        .unwrap();
+    replace_role_1(&mut a, &disks, 2);
     let StepPlan::Step(mut old) = a.plan_step() else {
         panic!("a rebuild step")
     };
     let mut ops = Vec::new();
     a.step_reads(&mut old, &mut ops);
     // The new disk fails too and another takes the role: the rebuild restarts.
-    a.fail_role(1, "test");
-    a.take_failed(1);
-    a.add_for_rebuild(1, MemberDisk::open(3, &disks[3].1).unwrap())
-        .unwrap();
+    replace_role_1(&mut a, &disks, 3);
     let StepPlan::Step(new) = a.plan_step() else {
         panic!("a new rebuild step")
     };
