@@ -3,10 +3,12 @@
 //! Parsing uses `serde-saphyr` (serde_yaml is archived). Unknown keys are errors, and every
 //! error names the file, line and column and says what would be right.
 
+pub mod access;
 mod error;
 mod schema;
 mod size;
 mod validate;
+mod validate_access;
 
 pub use error::ConfigError;
 pub use schema::{

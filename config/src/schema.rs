@@ -85,7 +85,63 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub sqpoll: bool,
     #[serde(default)]
+    pub access: Option<RawAccess>,
+    #[serde(default)]
     pub luns: Vec<RawLun>,
+}
+
+/// A list of entries as written (each with its position).
+pub(crate) type RawEntries = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    #[serde(default)]
+    pub lists: std::collections::BTreeMap<String, RawEntries>,
+    #[serde(default)]
+    pub wire_admin: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ethers: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLunAccess {
+    #[serde(default)]
+    pub discover: Option<RawEntries>,
+    #[serde(default)]
+    pub read: Option<RawEntries>,
+    #[serde(default)]
+    pub write: Option<RawEntries>,
+    #[serde(default)]
+    pub config_read: Option<RawEntries>,
+    #[serde(default)]
+    pub config_set: Option<RawEntries>,
+    #[serde(default)]
+    pub mask: Option<RawEntries>,
+    #[serde(default)]
+    pub reserve: Option<RawEntries>,
+    #[serde(default)]
+    pub wire_admin: Option<Spanned<String>>,
+}
+
+impl RawLunAccess {
+    /// The rights given, with their entries.
+    pub fn rights(&self) -> Vec<(crate::access::Right, &RawEntries)> {
+        use crate::access::Right;
+        [
+            (Right::Discover, &self.discover),
+            (Right::Read, &self.read),
+            (Right::Write, &self.write),
+            (Right::ConfigRead, &self.config_read),
+            (Right::ConfigSet, &self.config_set),
+            (Right::Mask, &self.mask),
+            (Right::Reserve, &self.reserve),
+        ]
+        .into_iter()
+        .filter_map(|(r, e)| e.as_ref().map(|e| (r, e)))
+        .collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +207,8 @@ pub(crate) struct RawLun {
     pub direct: bool,
     #[serde(default)]
     pub mask: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub access: Option<RawLunAccess>,
 }
 
 fn default_true() -> bool {
@@ -188,6 +246,8 @@ pub struct Config {
     pub sqpoll: bool,
     /// The exported LUNs.
     pub luns: Vec<Lun>,
+    /// Access lists and the wire-side administration policy.
+    pub access: crate::access::ShelfAccess,
     /// Assemble RAID-10 arrays even when their members diverged (split brain): the newest
     /// side is kept and the other members are rebuilt from it. Never from the YAML: only
     /// `ethershelf serve --force-assemble`, an admin's deliberate choice.
@@ -293,4 +353,6 @@ pub struct Lun {
     pub write_cache: WriteCache,
     /// Initial MAC mask list (empty = everyone); state_dir wins once it has one.
     pub mask: Vec<[u8; 6]>,
+    /// Who may do what (rights not mentioned: every host).
+    pub access: crate::access::LunAccess,
 }

@@ -238,3 +238,92 @@ fn the_packaged_default_file_serves_nothing() {
     assert!(c.ports.is_empty(), "the default file must open no port");
     assert!(c.luns.is_empty() && c.disks.is_empty() && c.spares.is_empty());
 }
+
+fn access_yaml(ethers: &std::path::Path, lists: &str, lun: &str) -> String {
+    format!(
+        "shelf: 1\nports: [{{ interface: sh0 }}]\naccess:\n  ethers: {}\n  wire_admin: refuse\n  lists:\n{lists}luns:\n  - slot: 0\n    file: /srv/a.img\n    access:\n{lun}",
+        ethers.display()
+    )
+}
+
+#[test]
+fn access_lists_and_rights_parse() {
+    use crate::access::{Right, WireAdmin};
+    let dir = std::env::temp_dir().join(format!("es-cfg-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ethers = dir.join("ethers");
+    std::fs::write(&ethers, "52:54:00:00:00:09 backup-host\n").unwrap();
+    let text = access_yaml(
+        &ethers,
+        "    hv: [\"52:54:00:00:00:01\", \"52:54:00:00:00:02\"]\n    all: [hv, backup-host]\n",
+        "      discover: [all]\n      read: [all]\n      write: [hv]\n      config_set: []\n      wire_admin: accept\n",
+    );
+    let c = parse(&text, "acl.yaml").unwrap();
+    assert_eq!(c.access.wire_admin, WireAdmin::Refuse);
+    assert_eq!(c.access.lists["all"], vec!["hv", "backup-host"]);
+    let a = &c.luns[0].access;
+    assert_eq!(a.wire_admin, Some(WireAdmin::Accept));
+    assert_eq!(a.rights[&Right::Write], vec!["hv"]);
+    assert!(a.rights[&Right::ConfigSet].is_empty());
+    assert!(
+        !a.rights.contains_key(&Right::Mask),
+        "unmentioned rights stay open"
+    );
+    // No access section at all: everything open, wire edits accepted.
+    let c = parse(GOOD, "good.yaml").unwrap();
+    assert_eq!(c.access.wire_admin, WireAdmin::Accept);
+    assert!(c.luns[0].access.rights.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn access_mistakes_are_located_at_the_entry() {
+    let dir = std::env::temp_dir().join(format!("es-cfg-access-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ethers = dir.join("ethers");
+    std::fs::write(&ethers, "52:54:00:00:00:09 backup-host\n").unwrap();
+    let cases = [
+        // An unknown list (or host) named by a LUN.
+        (
+            "    hv: [\"52:54:00:00:00:01\"]\n",
+            "      write: [hv, nosuch]\n",
+            12,
+            "'nosuch' is neither an access list nor a host",
+        ),
+        // A cycle between lists, reported at the entry closing it.
+        (
+            "    a: [b]\n    b: [\"52:54:00:00:00:01\", a]\n",
+            "      read: [a]\n",
+            8,
+            "cycle: a -> b -> a",
+        ),
+        // A bad MAC inside a list.
+        (
+            "    hv: [\"52:54:00:00:00:zz\"]\n",
+            "      read: [hv]\n",
+            7,
+            "is not a MAC address",
+        ),
+        // A bad MAC in a LUN's right.
+        (
+            "    hv: []\n",
+            "      read: [\"52:54:00:00:01\"]\n",
+            12,
+            "is not a MAC address",
+        ),
+        // An unknown right.
+        ("    hv: []\n", "      delete: [hv]\n", 12, "delete"),
+    ];
+    for (lists, lun, line, want) in cases {
+        let (l, col, text) = error_of(&access_yaml(&ethers, lists, lun));
+        assert!(text.contains(want), "{lists}{lun}: {text}");
+        assert_eq!(l, line, "{lists}{lun}: {text}");
+        assert!(col > 0);
+    }
+    let (_, _, text) = error_of(
+        &access_yaml(&ethers, "    hv: []\n", "      read: [hv]\n")
+            .replace("wire_admin: refuse", "wire_admin: maybe"),
+    );
+    assert!(text.contains("not accept or refuse"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -185,6 +185,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
             ))
         }
     };
+    let shelf_access = crate::validate_access::shelf_access(raw.access, origin)?;
     let mut luns = Vec::new();
     let mut seen_slots = HashMap::new();
     for l in raw.luns {
@@ -252,12 +253,14 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
                 mask.push(mac);
             }
         }
+        let access = crate::validate_access::lun_access(l.access.as_ref(), &shelf_access, origin)?;
         luns.push(Lun {
             slot: slot as u8,
             backend,
             read_only: l.read_only,
             write_cache: l.write_cache,
             mask,
+            access,
         });
     }
     Ok(Config {
@@ -277,6 +280,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         workers,
         sqpoll: raw.sqpoll,
         luns,
+        access: shelf_access.access,
         force_assemble: false,
     })
 }

@@ -282,7 +282,9 @@ fn run(cli: Cli) -> Result<(), String> {
                         WriteCache::Writethrough
                     },
                     mask: vec![],
+                    access: Default::default(),
                 }],
+                access: Default::default(),
             };
             ethershelf::shelf::serve(&cfg, None).map_err(|e| e.to_string())
         }

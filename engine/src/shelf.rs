@@ -2,7 +2,7 @@
 //! what was opened, announce, serve until SIGINT/SIGTERM, drain, report.
 
 use crate::admin::WorkerLink;
-use crate::lun::{Book, LunState};
+use crate::lun::{AccessBook, Audit, Book, LunState};
 use crate::net::open_port;
 use crate::store::raid10::{Array, MemberDisk, Metadata};
 use crate::store::{Backing, BackingOptions};
@@ -51,6 +51,20 @@ pub enum ShelfError {
         shelf: u16,
         /// Slot.
         slot: u8,
+        /// Cause.
+        source: crate::lun::PersistError,
+    },
+    /// The audit log cannot be opened.
+    #[error("audit log {path}: {source}")]
+    Audit {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The access book (`state_dir/access.json`) cannot be read.
+    #[error("{source}")]
+    Access {
         /// Cause.
         source: crate::lun::PersistError,
     },
@@ -122,7 +136,7 @@ pub struct OpenedLuns {
 
 /// Opens every LUN of `config`: file LUNs, then RAID-10 arrays (assembled, or created on
 /// blank disks), with the shelf's hot spares.
-pub fn open_luns(config: &Config) -> Result<OpenedLuns, ShelfError> {
+pub fn open_luns(config: &Config, audit: &Audit) -> Result<OpenedLuns, ShelfError> {
     let host = host_id();
     let mut spares = Vec::new();
     for &i in &config.spares {
@@ -137,12 +151,13 @@ pub fn open_luns(config: &Config) -> Result<OpenedLuns, ShelfError> {
     for lun in &config.luns {
         let (shelf, slot) = (config.shelf, lun.slot);
         let state_path = crate::lun::state_path(&config.state_dir, shelf, slot);
-        let state =
-            LunState::open(state_path.clone(), &lun.mask).map_err(|source| ShelfError::State {
+        let state = LunState::open(state_path.clone(), &lun.mask)
+            .map_err(|source| ShelfError::State {
                 shelf,
                 slot,
                 source,
-            })?;
+            })?
+            .with_audit(audit.clone(), format!("e{shelf}.{slot}"));
         let writethrough = lun.write_cache == WriteCache::Writethrough;
         let label = format!("e{shelf}.{slot}");
         let (backing, array) = match &lun.backend {
@@ -446,13 +461,22 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
     let (stop_rx, stop_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
     let mut spread = crate::worker::spread(ports, workers, WORKER_SLOTS, stop_rx.as_raw_fd())
         .map_err(ShelfError::Worker)?;
-    let opened = open_luns(config)?;
+    let audit_path = config.state_dir.join(crate::lun::audit::AUDIT_FILE);
+    let audit = Audit::start(audit_path.clone()).map_err(|source| ShelfError::Audit {
+        path: audit_path.display().to_string(),
+        source,
+    })?;
+    let access =
+        AccessBook::load_or_config(config).map_err(|source| ShelfError::Access { source })?;
+    let opened = open_luns(config, &audit)?;
     let targets = opened.targets;
     let shelf_book = ShelfBook {
         records: book.luns.into_iter().map(Some).collect(),
         path: Book::path(config),
         config: config.clone(),
         host: host_id(),
+        access,
+        audit,
     };
     let (req_tx, req_rx) = std::sync::mpsc::sync_channel(16);
     let (wake_rx, wake_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;

@@ -78,53 +78,12 @@ fn ctl_fails(lab: &Lab, line: &str) -> String {
 
 /// Starts aoebench verify against 7.`slot` on host 0 for `secs`.
 fn bench(lab: &Lab, slot: u8, secs: u32, rw: &str) -> Child {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.hosts[0],
-            "timeout",
-            &(secs + 60).to_string(),
-        ])
-        .arg(aoebench())
-        .args([
-            "run",
-            "--target",
-            &format!("7.{slot}"),
-            "--if",
-            lab.host_if(0),
-        ])
-        .args(["--rw", rw, "--bs", "16k", "--iodepth", "4", "--size", "8m"])
-        .args(["--runtime", &format!("{secs}s"), "--verify", "crc32c"])
-        .args(["--output-format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    lab.verified_io(0, &format!("7.{slot}"), secs, rw)
 }
 
 /// Waits for a bench and asserts it saw no errors and no verify failures.
 fn bench_clean(child: Child, what: &str) -> serde_json::Value {
-    let o = child.wait_with_output().unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "{what}: aoebench failed: {out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let job = doc["jobs"][0].clone();
-    assert_eq!(job["errors"], 0, "{what}: {job}");
-    assert_eq!(
-        job["verify_failures"].as_array().map(Vec::len),
-        Some(0),
-        "{what}: {job}"
-    );
-    assert!(
-        job["verified_blocks"].as_u64().unwrap_or(0) > 50,
-        "{what}: {job}"
-    );
-    job
+    verified_clean(child, what)
 }
 
 fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {

@@ -188,28 +188,7 @@ fn mask_edit(
     tag: u32,
     dirs: &[(DirectiveCommand, MacAddr)],
 ) -> Option<Vec<u8>> {
-    let mut f = ini.header(
-        Some(src),
-        MacAddr::BROADCAST,
-        1,
-        0,
-        AoeCommand::MacMask,
-        tag,
-    );
-    f.extend_from_slice(&[0, 1, 0, dirs.len() as u8]);
-    for (c, m) in dirs {
-        let mut d = [0u8; 8];
-        MaskDirective {
-            command: *c,
-            mac: *m,
-        }
-        .emit(&mut d)
-        .unwrap();
-        f.extend_from_slice(&d);
-    }
-    f.resize(f.len().max(60), 0);
-    ini.send(&f);
-    ini.recv_tag(tag, Duration::from_millis(800))
+    ini.mask_cmd(Some(src), 1, 0, tag, 1, dirs)
 }
 
 fn reserve(
@@ -219,21 +198,7 @@ fn reserve(
     rcmd: u8,
     macs: &[MacAddr],
 ) -> Option<Vec<u8>> {
-    let mut f = ini.header(
-        Some(src),
-        MacAddr::BROADCAST,
-        1,
-        0,
-        AoeCommand::Reserve,
-        tag,
-    );
-    f.extend_from_slice(&[rcmd, macs.len() as u8]);
-    for m in macs {
-        f.extend_from_slice(&m.0);
-    }
-    f.resize(f.len().max(60), 0);
-    ini.send(&f);
-    ini.recv_tag(tag, Duration::from_millis(800))
+    ini.reserve_cmd(Some(src), 1, 0, tag, rcmd, macs)
 }
 
 #[test]

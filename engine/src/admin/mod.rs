@@ -99,15 +99,15 @@ pub fn start(path: &Path, link: WorkerLink) -> std::io::Result<AdminServer> {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 // Defence in depth behind the file mode: only root or the shelf's own user.
-                match peer_uid(&conn) {
-                    Some(uid) if uid == 0 || uid == effective_uid() => {}
+                let uid = match peer_uid(&conn) {
+                    Some(uid) if uid == 0 || uid == effective_uid() => uid,
                     uid => {
                         tracing::warn!(?uid, "admin connection refused: not root");
                         refuse(&mut conn);
                         continue;
                     }
-                }
-                if let Err(e) = serve_one(conn, &link) {
+                };
+                if let Err(e) = serve_one(conn, &link, &console_user(uid)) {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
             }
@@ -154,14 +154,36 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-fn serve_one(mut conn: UnixStream, link: &WorkerLink) -> std::io::Result<()> {
+/// The audit trail's name for a console user: `console NAME` from the password database.
+fn console_user(uid: u32) -> String {
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id = f.nth(1)?.parse::<u32>().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        });
+    match name {
+        Some(n) => format!("console {n}"),
+        None => format!("console uid {uid}"),
+    }
+}
+
+fn serve_one(mut conn: UnixStream, link: &WorkerLink, user: &str) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = String::new();
     BufReader::new((&conn).take(MAX_LINE)).read_line(&mut line)?;
     let line = line.trim().to_string();
     let answer = link
         .ask(
-            |reply| AdminRequest::Command { line, reply },
+            |reply| AdminRequest::Command {
+                line,
+                user: user.to_string(),
+                reply,
+            },
             ANSWER_TIMEOUT,
         )
         .unwrap_or_else(|why| format!("error: {why}\n"));

@@ -4,12 +4,18 @@
 //! Per-frame checks (mask, reservation) read a lock-free snapshot (`ArcSwap`); the rare
 //! commands that change state take a lock and persist before the reply is sent.
 
+mod access_book;
+pub mod audit;
 mod persist;
 mod registry;
+pub mod rights;
 mod state;
 
-pub use persist::{state_path, write_atomic, PersistError, StateFile};
+pub use access_book::{AccessBook, ACCESS_FILE};
+pub use audit::Audit;
+pub use persist::{state_path, write_atomic, PersistError, SetBy, StateFile};
 pub use registry::{Book, LunKind, LunRecord, BOOK_FILE};
+pub use rights::{Refusal, Rights};
 pub use state::{AccessLists, ConfigOutcome, LunState, MaskOutcome, ReserveOutcome, MASK_LIST_MAX};
 
 #[cfg(test)]

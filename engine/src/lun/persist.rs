@@ -20,6 +20,21 @@ pub struct StateFile {
     pub mask: Vec<[u8; 6]>,
     /// The reservation list.
     pub reserve: Vec<[u8; 6]>,
+    /// Who added each mask entry and when (entries added before this was kept: none).
+    #[serde(default)]
+    pub mask_origin: Vec<([u8; 6], SetBy)>,
+    /// Who set the reservation and when.
+    #[serde(default)]
+    pub reserve_origin: Option<SetBy>,
+}
+
+/// The source and time of a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetBy {
+    /// `host MAC` or `console USER`.
+    pub by: String,
+    /// Seconds since the epoch.
+    pub at: u64,
 }
 
 /// State could not be read or written.
@@ -85,12 +100,17 @@ impl StateFile {
 
     /// Replaces the state at `path` atomically and durably.
     pub fn store(&self, path: &Path) -> Result<(), PersistError> {
-        let body = serde_json::to_vec_pretty(self).map_err(|e| PersistError::Corrupt {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        write_atomic(path, &body)
+        store_json(self, path)
     }
+}
+
+/// Replaces the file at `path` with `value` as pretty JSON, atomically and durably.
+pub fn store_json<T: Serialize>(value: &T, path: &Path) -> Result<(), PersistError> {
+    let body = serde_json::to_vec_pretty(value).map_err(|e| PersistError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &body)
 }
 
 /// Replaces the file at `path` with `body` atomically and durably: temporary file, fsync,

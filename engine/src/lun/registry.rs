@@ -3,7 +3,7 @@
 //! anything the book is written to `state_dir/luns.json` and wins over the YAML's `luns:`
 //! and `spares:` at every later start (`ethershelf ctl export-config` prints the result).
 
-use super::persist::{write_atomic, PersistError};
+use super::persist::{store_json, PersistError};
 use ethershelf_config::{Backend, Config, FileSpec, Lun, Raid10Spec, WriteCache, DEFAULT_CHUNK};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -185,6 +185,7 @@ impl LunRecord {
                 WriteCache::Writethrough
             },
             mask: vec![],
+            access: Default::default(),
         })
     }
 }
@@ -225,11 +226,7 @@ impl Book {
 
     /// Writes the book atomically.
     pub fn store(&self, path: &Path) -> Result<(), PersistError> {
-        let body = serde_json::to_vec_pretty(self).map_err(|e| PersistError::Corrupt {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        write_atomic(path, &body)
+        store_json(self, path)
     }
 
     /// The configuration with this book's LUNs and spares (YAML masks of LUNs it keeps are
@@ -243,6 +240,7 @@ impl Book {
                 let mut lun = r.to_config(&config.disks)?;
                 if let Some(old) = config.luns.iter().find(|l| l.slot == r.slot) {
                     lun.mask = old.mask.clone();
+                    lun.access = old.access.clone();
                 }
                 Ok(lun)
             })
@@ -256,7 +254,7 @@ impl Book {
 
     /// The shelf as a YAML document: the base file's ports and settings with this book's
     /// LUNs (labels and offline state as comments, which the YAML does not carry).
-    pub fn export_yaml(&self, config: &Config) -> String {
+    pub fn export_yaml(&self, config: &Config, access: &super::AccessBook) -> String {
         use std::fmt::Write as _;
         let mut y = String::new();
         let _ = writeln!(
@@ -325,6 +323,7 @@ impl Book {
         if !self.spares.is_empty() {
             let _ = writeln!(y, "spares: {:?}", self.spares);
         }
+        y.push_str(&access.export_shelf_yaml());
         let _ = writeln!(y, "luns:");
         for r in &self.luns {
             let mut notes = Vec::new();
@@ -380,6 +379,7 @@ impl Book {
             if r.read_only {
                 let _ = writeln!(y, "    read_only: true");
             }
+            y.push_str(&access.export_lun_yaml(r.slot));
             let _ = writeln!(
                 y,
                 "    write_cache: {}",

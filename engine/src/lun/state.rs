@@ -1,6 +1,8 @@
 //! Command semantics for config strings (command 1), mask lists (2) and reservations (3).
 
-use super::persist::{PersistError, StateFile};
+use super::audit::{now_secs, Audit};
+use super::persist::{PersistError, SetBy, StateFile};
+use super::rights::Rights;
 use crate::wire::{
     ConfigCommand, DirectiveCommand, MacAddr, MaskCommand, MaskError, ReserveCommand,
     CONFIG_STRING_MAX,
@@ -20,6 +22,8 @@ pub struct AccessLists {
     pub mask: Vec<MacAddr>,
     /// Reserving initiators; empty = not reserved.
     pub reserve: Vec<MacAddr>,
+    /// Per-operation rights.
+    pub rights: Rights,
 }
 
 impl AccessLists {
@@ -74,6 +78,26 @@ pub struct LunState {
     inner: Mutex<StateFile>,
     access: ArcSwap<AccessLists>,
     path: PathBuf,
+    audit: Audit,
+    /// `e<shelf>.<slot>`, for the audit trail.
+    name: String,
+}
+
+fn set_by(by: &str) -> SetBy {
+    SetBy {
+        by: by.to_string(),
+        at: now_secs(),
+    }
+}
+
+fn mac_list(macs: &[[u8; 6]]) -> String {
+    if macs.is_empty() {
+        return "(empty)".into();
+    }
+    macs.iter()
+        .map(|m| MacAddr(*m).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn to_macs(raw: &[[u8; 6]]) -> Vec<MacAddr> {
@@ -93,12 +117,79 @@ impl LunState {
         let access = AccessLists {
             mask: to_macs(&state.mask),
             reserve: to_macs(&state.reserve),
+            rights: Rights::default(),
         };
         Ok(LunState {
             inner: Mutex::new(state),
             access: ArcSwap::from_pointee(access),
             path,
+            audit: Audit::disabled(),
+            name: String::new(),
         })
+    }
+
+    /// Records this LUN's changes, as `name`, in `audit`.
+    pub fn with_audit(mut self, audit: Audit, name: String) -> LunState {
+        self.audit = audit;
+        self.name = name;
+        self
+    }
+
+    /// Publishes new rights (the lists checked on every frame are swapped in whole).
+    pub fn set_rights(&self, rights: Rights) {
+        let _state = self.inner.lock();
+        let current = self.access.load();
+        if current.rights != rights {
+            self.access.store(Arc::new(AccessLists {
+                mask: current.mask.clone(),
+                reserve: current.reserve.clone(),
+                rights,
+            }));
+        }
+    }
+
+    /// The mask list with who added each entry and when.
+    pub fn mask_entries(&self) -> Vec<(MacAddr, Option<SetBy>)> {
+        let state = self.inner.lock();
+        state
+            .mask
+            .iter()
+            .map(|m| {
+                let origin = state
+                    .mask_origin
+                    .iter()
+                    .find(|(mac, _)| mac == m)
+                    .map(|(_, o)| o.clone());
+                (MacAddr(*m), origin)
+            })
+            .collect()
+    }
+
+    /// The reservation list, who set it and when.
+    pub fn reservation(&self) -> (Vec<MacAddr>, Option<SetBy>) {
+        let state = self.inner.lock();
+        (to_macs(&state.reserve), state.reserve_origin.clone())
+    }
+
+    /// Console: releases the reservation whoever holds it; returns the list it had.
+    pub fn clear_reservation(&self, by: &str) -> Result<Vec<MacAddr>, String> {
+        let mut state = self.inner.lock();
+        let old = state.reserve.clone();
+        if old.is_empty() {
+            return Ok(vec![]);
+        }
+        let change = StateFile {
+            reserve: vec![],
+            reserve_origin: Some(set_by(by)),
+            ..state.clone()
+        };
+        self.commit(&mut state, change).map_err(|e| e.to_string())?;
+        self.audit.record(
+            by,
+            &self.name,
+            format!("reservation cleared (was {})", mac_list(&old)),
+        );
+        Ok(to_macs(&old))
     }
 
     /// The state of a LUN that no longer exists: empty, never persisted (nothing reaches it).
@@ -107,6 +198,8 @@ impl LunState {
             inner: Mutex::new(StateFile::default()),
             access: ArcSwap::from_pointee(AccessLists::default()),
             path: PathBuf::new(),
+            audit: Audit::disabled(),
+            name: String::new(),
         }
     }
 
@@ -117,7 +210,12 @@ impl LunState {
 
     /// Console edit of the mask list: adds `add`, removes `remove`, persists; returns the new
     /// list. Refused (state unchanged) if the list would exceed [`MASK_LIST_MAX`].
-    pub fn edit_mask(&self, add: &[MacAddr], remove: &[MacAddr]) -> Result<Vec<MacAddr>, String> {
+    pub fn edit_mask(
+        &self,
+        add: &[MacAddr],
+        remove: &[MacAddr],
+        by: &str,
+    ) -> Result<Vec<MacAddr>, String> {
         let mut state = self.inner.lock();
         let mut change = state.clone();
         change.mask.retain(|m| !remove.iter().any(|r| r.0 == *m));
@@ -126,12 +224,21 @@ impl LunState {
                 change.mask.push(a.0);
             }
         }
+        if change.mask == state.mask {
+            return Ok(to_macs(&state.mask));
+        }
+        stamp_mask(&mut change, &state.mask, by);
         if change.mask.len() > MASK_LIST_MAX {
             return Err(format!(
                 "a mask list holds at most {MASK_LIST_MAX} addresses"
             ));
         }
         self.commit(&mut state, change).map_err(|e| e.to_string())?;
+        self.audit.record(
+            by,
+            &self.name,
+            format!("mask list set to {}", mac_list(&state.mask)),
+        );
         Ok(to_macs(&state.mask))
     }
 
@@ -150,21 +257,32 @@ impl LunState {
     fn commit(&self, state: &mut StateFile, change: StateFile) -> Result<(), PersistError> {
         change.store(&self.path)?;
         *state = change;
+        let rights = self.access.load().rights.clone();
         self.access.store(Arc::new(AccessLists {
             mask: to_macs(&state.mask),
             reserve: to_macs(&state.reserve),
+            rights,
         }));
         Ok(())
     }
 
-    /// Runs a Query Config subcommand with the request's string.
+    /// Runs a Query Config subcommand with the request's string from `sender`; a sender that
+    /// may not read the string (`visible` false) is answered as if it were empty.
     pub fn config(
         &self,
         command: ConfigCommand,
         string: &[u8],
+        visible: bool,
+        sender: MacAddr,
     ) -> Result<ConfigOutcome, PersistError> {
         let mut state = self.inner.lock();
-        let current = &state.config_string;
+        let hidden = Vec::new();
+        let current = if visible || matches!(command, ConfigCommand::Set | ConfigCommand::ForceSet)
+        {
+            &state.config_string
+        } else {
+            &hidden
+        };
         match command {
             ConfigCommand::Read => Ok(ConfigOutcome::Reply(current.clone())),
             ConfigCommand::Test if string == current.as_slice() => {
@@ -186,6 +304,11 @@ impl LunState {
                         ..state.clone()
                     };
                     self.commit(&mut state, change)?;
+                    self.audit.record(
+                        &format!("host {sender}"),
+                        &self.name,
+                        format!("config string set to {:?}", String::from_utf8_lossy(string)),
+                    );
                 }
                 Ok(ConfigOutcome::Reply(string.to_vec()))
             }
@@ -198,6 +321,7 @@ impl LunState {
         &self,
         command: MaskCommand,
         directives: impl Iterator<Item = (DirectiveCommand, MacAddr)>,
+        sender: MacAddr,
     ) -> Result<MaskOutcome, PersistError> {
         let mut state = self.inner.lock();
         match command {
@@ -226,11 +350,18 @@ impl LunState {
                     }
                 }
                 if mask != state.mask {
-                    let change = StateFile {
+                    let by = format!("host {sender}");
+                    let mut change = StateFile {
                         mask,
                         ..state.clone()
                     };
+                    stamp_mask(&mut change, &state.mask, &by);
                     self.commit(&mut state, change)?;
+                    self.audit.record(
+                        &by,
+                        &self.name,
+                        format!("mask list set to {}", mac_list(&state.mask)),
+                    );
                 }
                 Ok(MaskOutcome::List(to_macs(&state.mask)))
             }
@@ -266,12 +397,39 @@ impl LunState {
             }
         }
         if list != state.reserve {
+            let by = format!("host {sender}");
             let change = StateFile {
                 reserve: list,
+                reserve_origin: Some(set_by(&by)),
                 ..state.clone()
             };
             self.commit(&mut state, change)?;
+            self.audit.record(
+                &by,
+                &self.name,
+                format!(
+                    "reservation {} {}",
+                    if command == ReserveCommand::ForceSet {
+                        "forced to"
+                    } else {
+                        "set to"
+                    },
+                    mac_list(&state.reserve)
+                ),
+            );
         }
         Ok(ReserveOutcome::List(to_macs(&state.reserve)))
+    }
+}
+
+/// Keeps the origins of entries still listed and stamps the entries new since `before`.
+fn stamp_mask(change: &mut StateFile, before: &[[u8; 6]], by: &str) {
+    let now = set_by(by);
+    let mask = change.mask.clone();
+    change
+        .mask_origin
+        .retain(|(m, _)| mask.contains(m) && before.contains(m));
+    for m in mask.iter().filter(|m| !before.contains(m)) {
+        change.mask_origin.push((*m, now.clone()));
     }
 }

@@ -16,40 +16,49 @@ const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
 fn config_string_rules() {
     let s = LunState::open(temp_state("cfg"), &[]).unwrap();
     assert_eq!(
-        s.config(C::Read, b"").unwrap(),
+        s.config(C::Read, b"", true, A).unwrap(),
         ConfigOutcome::Reply(vec![])
     );
-    assert_eq!(s.config(C::Test, b"x").unwrap(), ConfigOutcome::Silent);
     assert_eq!(
-        s.config(C::Set, b"host-a").unwrap(),
-        ConfigOutcome::Reply(b"host-a".to_vec())
-    );
-    assert_eq!(
-        s.config(C::Set, b"host-a").unwrap(),
-        ConfigOutcome::Reply(b"host-a".to_vec())
-    );
-    assert_eq!(
-        s.config(C::Set, b"host-b").unwrap(),
-        ConfigOutcome::Error(4)
-    );
-    assert_eq!(
-        s.config(C::Test, b"host-a").unwrap(),
-        ConfigOutcome::Reply(b"host-a".to_vec())
-    );
-    assert_eq!(s.config(C::Test, b"host").unwrap(), ConfigOutcome::Silent);
-    assert_eq!(
-        s.config(C::Prefix, b"host").unwrap(),
-        ConfigOutcome::Reply(b"host-a".to_vec())
-    );
-    assert_eq!(
-        s.config(C::Prefix, b"hosts").unwrap(),
+        s.config(C::Test, b"x", true, A).unwrap(),
         ConfigOutcome::Silent
     );
     assert_eq!(
-        s.config(C::ForceSet, b"host-b").unwrap(),
+        s.config(C::Set, b"host-a", true, A).unwrap(),
+        ConfigOutcome::Reply(b"host-a".to_vec())
+    );
+    assert_eq!(
+        s.config(C::Set, b"host-a", true, A).unwrap(),
+        ConfigOutcome::Reply(b"host-a".to_vec())
+    );
+    assert_eq!(
+        s.config(C::Set, b"host-b", true, A).unwrap(),
+        ConfigOutcome::Error(4)
+    );
+    assert_eq!(
+        s.config(C::Test, b"host-a", true, A).unwrap(),
+        ConfigOutcome::Reply(b"host-a".to_vec())
+    );
+    assert_eq!(
+        s.config(C::Test, b"host", true, A).unwrap(),
+        ConfigOutcome::Silent
+    );
+    assert_eq!(
+        s.config(C::Prefix, b"host", true, A).unwrap(),
+        ConfigOutcome::Reply(b"host-a".to_vec())
+    );
+    assert_eq!(
+        s.config(C::Prefix, b"hosts", true, A).unwrap(),
+        ConfigOutcome::Silent
+    );
+    assert_eq!(
+        s.config(C::ForceSet, b"host-b", true, A).unwrap(),
         ConfigOutcome::Reply(b"host-b".to_vec())
     );
-    assert_eq!(s.config(C::Other(7), b"").unwrap(), ConfigOutcome::Error(2));
+    assert_eq!(
+        s.config(C::Other(7), b"", true, A).unwrap(),
+        ConfigOutcome::Error(2)
+    );
 }
 
 #[test]
@@ -57,8 +66,8 @@ fn state_survives_reopen_and_initial_mask_only_seeds() {
     let path = temp_state("persist");
     let s = LunState::open(path.clone(), &[A.0]).unwrap();
     assert!(s.access().admits(A) && !s.access().admits(B));
-    s.config(C::Set, b"owner").unwrap();
-    s.mask(MaskCommand::Edit, [(D::Add, B)].into_iter())
+    s.config(C::Set, b"owner", true, A).unwrap();
+    s.mask(MaskCommand::Edit, [(D::Add, B)].into_iter(), A)
         .unwrap();
     s.reserve(R::Set, A, [A].into_iter()).unwrap();
     drop(s);
@@ -82,6 +91,7 @@ fn mask_edits_apply_in_order_and_stop_at_the_first_failure() {
                 (D::Delete, A),
             ]
             .into_iter(),
+            A,
         )
         .unwrap();
     assert_eq!(out, MaskOutcome::List(vec![B]));
@@ -89,6 +99,7 @@ fn mask_edits_apply_in_order_and_stop_at_the_first_failure() {
         .mask(
             MaskCommand::Edit,
             [(D::Add, A), (D::Other(9), B)].into_iter(),
+            A,
         )
         .unwrap();
     assert_eq!(
@@ -100,7 +111,7 @@ fn mask_edits_apply_in_order_and_stop_at_the_first_failure() {
     );
     assert_eq!(s.access().mask, vec![B], "a failed edit changes nothing");
     let many = (0..=255u8).map(|i| (D::Add, MacAddr([2, 0, 0, 0, 1, i])));
-    let out = s.mask(MaskCommand::Edit, many).unwrap();
+    let out = s.mask(MaskCommand::Edit, many, A).unwrap();
     assert_eq!(
         out,
         MaskOutcome::EditFailed {
@@ -109,7 +120,8 @@ fn mask_edits_apply_in_order_and_stop_at_the_first_failure() {
         }
     );
     assert_eq!(
-        s.mask(MaskCommand::Other(5), std::iter::empty()).unwrap(),
+        s.mask(MaskCommand::Other(5), std::iter::empty(), A)
+            .unwrap(),
         MaskOutcome::BadArgument
     );
 }
@@ -148,4 +160,40 @@ fn corrupt_state_is_a_clear_error() {
     std::fs::write(&path, b"{not json").unwrap();
     let err = LunState::open(path, &[]).err().unwrap().to_string();
     assert!(err.contains("corrupt state file"), "{err}");
+}
+
+#[test]
+fn a_hidden_config_string_reads_as_empty_and_origins_are_kept() {
+    let path = temp_state("origins");
+    let s = LunState::open(path.clone(), &[]).unwrap();
+    s.config(C::Set, b"secret", true, A).unwrap();
+    assert_eq!(
+        s.config(C::Read, b"", false, B).unwrap(),
+        ConfigOutcome::Reply(vec![]),
+        "a host without config_read sees an empty string"
+    );
+    assert_eq!(
+        s.config(C::Test, b"secret", false, B).unwrap(),
+        ConfigOutcome::Silent
+    );
+    s.mask(MaskCommand::Edit, [(D::Add, A)].into_iter(), B)
+        .unwrap();
+    s.edit_mask(&[B], &[], "console root").unwrap();
+    let entries = s.mask_entries();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].1.as_ref().unwrap().by, format!("host {B}"));
+    assert_eq!(entries[1].1.as_ref().unwrap().by, "console root");
+    s.reserve(R::Set, A, [A].into_iter()).unwrap();
+    let (holders, origin) = s.reservation();
+    assert_eq!(holders, vec![A]);
+    assert_eq!(origin.unwrap().by, format!("host {A}"));
+    assert_eq!(s.clear_reservation("console root").unwrap(), vec![A]);
+    drop(s);
+    let again = LunState::open(path.clone(), &[]).unwrap();
+    assert!(again.reservation().0.is_empty(), "the clear persisted");
+    assert_eq!(
+        again.mask_entries()[1].1.as_ref().unwrap().by,
+        "console root"
+    );
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

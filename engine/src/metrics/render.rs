@@ -243,6 +243,13 @@ fn record(snap: &Snapshot) {
             counter!("ethershelf_lun_commands_total", "lun" => lun.lun.clone(), "command" => command)
                 .absolute(n);
         }
+        for right in ethershelf_config::access::Right::ALL {
+            for reason in crate::lun::Refusal::ALL {
+                let n = c.refused[right.index()][reason.index()];
+                counter!("ethershelf_lun_refused_total", "lun" => lun.lun.clone(), "right" => right.name(), "reason" => reason.name())
+                    .absolute(n);
+            }
+        }
     }
     for m in &snap.members {
         let labels = [

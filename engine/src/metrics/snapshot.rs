@@ -71,6 +71,8 @@ pub struct LunCounters {
     pub mask_commands: u64,
     /// Reserve/Release commands served.
     pub reserve_commands: u64,
+    /// Requests refused, by right (`Right::ALL` order) and reason (`Refusal::ALL` order).
+    pub refused: [[u64; 4]; 7],
     /// Request arrival to reply sent, reads.
     pub read_latency: LatencyHistogram,
     /// Same, writes.
@@ -238,6 +240,11 @@ impl LunCounters {
         self.config_commands += other.config_commands;
         self.mask_commands += other.mask_commands;
         self.reserve_commands += other.reserve_commands;
+        for (a, b) in self.refused.iter_mut().zip(other.refused) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
         self.read_latency.merge(&other.read_latency);
         self.write_latency.merge(&other.write_latency);
         self.flush_latency.merge(&other.flush_latency);

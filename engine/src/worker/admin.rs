@@ -19,6 +19,8 @@ pub enum AdminRequest {
     Command {
         /// The command line.
         line: String,
+        /// Who sent it, for the audit trail (`console root`).
+        user: String,
         /// The answer.
         reply: Sender<String>,
     },
@@ -82,7 +84,8 @@ impl Worker {
         }
         for r in requests {
             match r {
-                AdminRequest::Command { line, reply } => {
+                AdminRequest::Command { line, user, reply } => {
+                    self.console_user = user;
                     let answer = self.admin_command(line.trim());
                     let _ = reply.send(answer);
                 }

@@ -29,6 +29,9 @@ pub const COMMANDS: &[&str] = &[
     "eject",
     "restore",
     "mask",
+    "reserve",
+    "acl",
+    "audit",
     "spare",
     "spares",
     "rmspare",
@@ -63,8 +66,23 @@ disks and LUNs (names: disk SHELF.N, LUN N, member L.R.C or L.C; ranges like 7.0
                               bring back arrays found on unused disks (-l: only list them)
   label NAME LUN... / unlabel LUN...
                               free-text LUN label shown by list
+access control (every change is written to the audit log):
   mask [LUN...] [+MAC...] [-MAC...]
-                              show or edit who may use a LUN (empty list: everyone)
+                              show (who added each entry, when) or edit the AoE mask
+                              lists: who may use a LUN at all (empty list: everyone)
+  reserve [LUN...]            show reservations: holders, who set them, when
+  reserve LUN... -c           clear reservations (e.g. set by a rogue host)
+  acl [show]                  access lists, wire-side policy, every LUN's rights
+  acl list NAME [ENTRY...]    define or replace a list; ENTRY: MAC, list name, host from
+                              /etc/ethers, or * (every host)
+  acl unlist NAME             delete a list nothing uses
+  acl set LUN RIGHT [ENTRY...]
+                              only ENTRY... hold RIGHT on LUN (none: nobody); RIGHT:
+                              discover read write config_read config_set mask reserve
+  acl open LUN RIGHT|all      every host holds RIGHT again
+  acl wire [LUN] accept|refuse|default
+                              accept or refuse mask/reservation edits from the wire
+  audit [N]                   the last N access-control changes (default 20)
 redundancy:
   spare [DISK...] / spares    mark disks as hot spares / list spares and failed disks
   rmspare DISK...             stop using disks as spares
@@ -117,6 +135,10 @@ pub struct ShelfBook {
     pub config: Config,
     /// Host id for IDENTIFY serial numbers.
     pub host: String,
+    /// Access lists and rights (`state_dir/access.json` once the console changed them).
+    pub access: crate::lun::AccessBook,
+    /// The audit trail of access-control changes.
+    pub audit: crate::lun::Audit,
 }
 
 impl ShelfBook {
@@ -202,6 +224,9 @@ impl Worker {
             ("label", [name, luns @ ..]) if !luns.is_empty() => self.cmd_label(name, luns),
             ("unlabel", luns) if !luns.is_empty() => self.cmd_label("", luns),
             ("mask", args) => self.cmd_mask(args),
+            ("reserve", args) => self.cmd_reserve(args),
+            ("acl", args) => self.cmd_acl(args),
+            ("audit", args) => self.cmd_audit(args),
             ("fail", [who]) => {
                 let answer = self.cmd_fail(who, force).map(Answer::done)?;
                 self.refresh_book()?;

@@ -5,6 +5,7 @@
 //! One worker owns its ports' sockets, its slab of frame buffers and its io_uring: nothing on
 //! the frame path allocates or takes a lock (LUN access lists are read through `ArcSwap`).
 
+mod acl;
 pub mod admin;
 mod batch;
 pub mod console;
@@ -28,9 +29,11 @@ pub use slab::{Slab, SlabHandle};
 pub use stats::{PathStats, WorkerStats};
 pub use target::{firmware_version, Target};
 
-use crate::ata::{self, AtaCommand, AtaOutcome, ERROR_UNC};
+use crate::ata::{self, AtaCommand, AtaOutcome, ERROR_ABRT, ERROR_UNC};
+use crate::lun::{AccessLists, Refusal};
 use crate::metrics::{monotonic_ns, DropReason, LunCounters};
 use crate::wire::*;
+use ethershelf_config::access::Right;
 use handoff::Message;
 use io_uring::{opcode, squeue, types, IoUring};
 use queue::QueueLink;
@@ -146,6 +149,8 @@ pub struct Worker {
     stopping: bool,
     /// Admin requests and the descriptor that signals them.
     admin: Option<admin::AdminLink>,
+    /// Who sent the console command being run (audit trail).
+    console_user: String,
     /// Counters.
     pub stats: WorkerStats,
     /// Counters per path (same order as the ports).
@@ -292,6 +297,7 @@ impl Worker {
             ticks: 0,
             stopping: false,
             admin,
+            console_user: String::from("console"),
             stats: WorkerStats::default(),
             paths: vec![PathStats::default(); nports],
             spin: std::time::Duration::from_micros(DEFAULT_SPIN_MICROS),
@@ -313,6 +319,7 @@ impl Worker {
         for t in 0..worker.targets.len() {
             worker.register_target_files(t);
         }
+        worker.apply_access();
         tracing::info!(
             entries,
             fixed_buffers = worker.fixed_buffers,
@@ -462,11 +469,7 @@ impl Worker {
             for i in 0..self.live.len() {
                 let target = self.targets[self.live[i] as usize].clone();
                 let access = target.state.access();
-                let dests: Vec<MacAddr> = if access.mask.is_empty() {
-                    vec![MacAddr::BROADCAST]
-                } else {
-                    access.mask.clone()
-                };
+                let dests = announce_to(&access);
                 let string = target.state.config_string();
                 for dst in dests {
                     if self.free.is_empty() {
@@ -907,10 +910,20 @@ impl Worker {
         if n == 0 {
             return self.release(slot);
         }
+        // Only the LUNs this host may see are answered, and checked before any copy: a
+        // broadcast from a host masked everywhere costs one check per LUN, nothing more.
+        let last = (0..n).rev().find(|&i| {
+            let t = self.live[i] as usize;
+            hidden_from(&self.targets[t].state.access(), req.src).is_none()
+        });
         for i in 0..n {
             let t = self.live[i];
-            // The last target reuses the request's own slot; earlier ones copy it.
-            let reply_slot = if i + 1 == n {
+            if let Some(reason) = hidden_from(&self.targets[t as usize].state.access(), req.src) {
+                refused(&mut self.luns[t as usize], Right::Discover, reason);
+                continue;
+            }
+            // The last visible target reuses the request's own slot; earlier ones copy it.
+            let reply_slot = if Some(i) == last {
                 slot
             } else {
                 let Some(copy) = self.free.pop() else {
@@ -923,6 +936,9 @@ impl Worker {
                 copy
             };
             self.handle_for_inner(port, reply_slot, len, req, t);
+        }
+        if last.is_none() {
+            self.drop_frame(port, slot, DropReason::Masked);
         }
     }
 
@@ -942,7 +958,8 @@ impl Worker {
         let target = self.targets[t as usize].clone();
         let port_mac = self.ports[port].mac;
         let access = target.state.access();
-        if !access.admits(req.src) {
+        if let Some(reason) = hidden_from(&access, req.src) {
+            refused(&mut self.luns[t as usize], Right::Discover, reason);
             self.drop_frame(port, slot, DropReason::Masked);
             return false;
         }
@@ -962,13 +979,26 @@ impl Worker {
         }
         let max_frame = self.ports[port].max_frame();
         let sectors = self.ports[port].max_sectors;
+        let admin_refusal = admin_refusal(frame, len, req, &access);
         let result = match req.command {
-            AoeCommand::Ata => {
-                return self.ata(port, slot, len, req, t, access.reserved_against(req.src))
+            AoeCommand::Ata => return self.ata(port, slot, len, req, t, &access),
+            _ if admin_refusal.is_some() => {
+                let (right, reason) = admin_refusal.unwrap_or((Right::Mask, Refusal::Acl));
+                refused(&mut self.luns[t as usize], right, reason);
+                tracing::debug!(src = %req.src, right = right.name(), reason = reason.name(), "command refused");
+                Ok(Some(reply::aoe_error(
+                    frame,
+                    req,
+                    port_mac,
+                    target.shelf,
+                    target.slot,
+                    AoeErrorCode::TargetReserved as u8,
+                )))
             }
             AoeCommand::QueryConfig => {
                 self.luns[t as usize].config_commands += 1;
-                reply::config(frame, len, req, port_mac, &target, sectors)
+                let visible = access.rights.allows(req.src, Right::ConfigRead);
+                reply::config(frame, len, req, port_mac, &target, sectors, visible)
             }
             AoeCommand::MacMask => {
                 self.luns[t as usize].mask_commands += 1;
@@ -1026,7 +1056,7 @@ impl Worker {
         len: usize,
         req: &AoeHeaderRepr,
         t: u16,
-        reserved: bool,
+        access: &AccessLists,
     ) -> bool {
         let target = self.targets[t as usize].clone();
         let port_mac = self.ports[port].mac;
@@ -1047,7 +1077,10 @@ impl Worker {
             payload,
             target.read_only,
         );
-        if reserved && decoded != Ok(AtaCommand::Identify) {
+        if access.reserved_against(req.src) && decoded != Ok(AtaCommand::Identify) {
+            if let Some(right) = data_right(&decoded) {
+                refused(&mut self.luns[t as usize], right, Refusal::Reserved);
+            }
             count_aoe_error(
                 &mut self.stats,
                 &mut self.luns[t as usize],
@@ -1063,6 +1096,22 @@ impl Worker {
             );
             self.send(port, slot, n);
             return true;
+        }
+        if let Some(right) = data_right(&decoded) {
+            if !access.rights.allows(req.src, right) {
+                refused(&mut self.luns[t as usize], right, Refusal::Acl);
+                count_ata_error(&mut self.stats, &mut self.luns[t as usize], ERROR_ABRT);
+                let n = reply::ata(
+                    frame,
+                    req,
+                    port_mac,
+                    &target,
+                    AtaOutcome::failed(ERROR_ABRT),
+                    0,
+                );
+                self.send(port, slot, n);
+                return true;
+            }
         }
         let n = match decoded {
             Err(rejection) => {
@@ -1258,6 +1307,82 @@ impl Worker {
 }
 
 /// Counts an AoE error reply with `code` (split from `Worker` so a frame may stay borrowed).
+/// Where a LUN's announcement goes: broadcast when every host may see it, else unicast to
+/// each host both lists allow (the mask list, the access list for `discover`).
+fn announce_to(access: &AccessLists) -> Vec<MacAddr> {
+    match (
+        access.mask.is_empty(),
+        access.rights.holders(Right::Discover),
+    ) {
+        (true, None) => vec![MacAddr::BROADCAST],
+        (false, None) => access.mask.clone(),
+        (true, Some(hosts)) => hosts,
+        (false, Some(hosts)) => hosts
+            .into_iter()
+            .filter(|h| access.mask.contains(h))
+            .collect(),
+    }
+}
+
+/// Why `src` may not see this LUN at all (mask list, then access list), if it may not.
+#[inline]
+fn hidden_from(access: &AccessLists, src: MacAddr) -> Option<Refusal> {
+    if !access.admits(src) {
+        Some(Refusal::Mask)
+    } else if !access.rights.allows(src, Right::Discover) {
+        Some(Refusal::Acl)
+    } else {
+        None
+    }
+}
+
+/// The right an ATA command needs beyond discovery: reads need `read`, writes `write`.
+fn data_right(decoded: &Result<AtaCommand, ata::AtaRejection>) -> Option<Right> {
+    match decoded {
+        Ok(AtaCommand::Read { .. }) => Some(Right::Read),
+        Ok(AtaCommand::Write { .. }) => Some(Right::Write),
+        _ => None,
+    }
+}
+
+/// Counts a refusal.
+fn refused(lun: &mut LunCounters, right: Right, reason: Refusal) {
+    lun.refused[right.index()][reason.index()] += 1;
+}
+
+/// For a command that changes the config string, the mask list or the reservations: the
+/// right it needs and why `req.src` lacks it, if it does. Reads of the lists are free.
+fn admin_refusal(
+    frame: &[u8],
+    len: usize,
+    req: &AoeHeaderRepr,
+    access: &AccessLists,
+) -> Option<(Right, Refusal)> {
+    let arg = frame.get(AOE_HEADER_LEN..len)?;
+    let (right, wire_edit) = match req.command {
+        AoeCommand::QueryConfig => match ConfigPacket::new_checked(arg).ok()?.command() {
+            ConfigCommand::Set | ConfigCommand::ForceSet => (Right::ConfigSet, false),
+            _ => return None,
+        },
+        AoeCommand::MacMask => match MaskPacket::new_checked(arg).ok()?.command() {
+            MaskCommand::Edit => (Right::Mask, true),
+            _ => return None,
+        },
+        AoeCommand::Reserve => match ReservePacket::new_checked(arg).ok()?.command() {
+            ReserveCommand::Set | ReserveCommand::ForceSet => (Right::Reserve, true),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if wire_edit && !access.rights.wire_admin() {
+        Some((right, Refusal::WireAdmin))
+    } else if !access.rights.allows(req.src, right) {
+        Some((right, Refusal::Acl))
+    } else {
+        None
+    }
+}
+
 fn count_aoe_error(stats: &mut WorkerStats, lun: &mut LunCounters, code: u8) {
     stats.aoe_errors += 1;
     if let Some(n) = lun.aoe_errors.get_mut(code as usize) {

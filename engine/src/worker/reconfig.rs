@@ -9,7 +9,6 @@ use crate::lun::{LunKind, LunRecord, LunState};
 use crate::metrics::LunCounters;
 use crate::store::raid10::{Array, MemberDisk, Metadata};
 use crate::store::{Backing, BackingOptions};
-use crate::wire::MacAddr;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -191,6 +190,7 @@ impl Worker {
         }
         self.register_target_files(t);
         self.publish_health(t);
+        self.apply_access_to(t);
         t
     }
 
@@ -198,7 +198,9 @@ impl Worker {
         let path = crate::lun::state_path(&self.book.config.state_dir, self.shelf, slot);
         // A new LUN starts with an empty config string, mask and reservation.
         let _ = std::fs::remove_file(&path);
-        LunState::open(path, &[]).map_err(|e| e.to_string())
+        LunState::open(path, &[])
+            .map(|s| s.with_audit(self.book.audit.clone(), format!("e{}.{slot}", self.shelf)))
+            .map_err(|e| e.to_string())
     }
 
     fn new_target(
@@ -694,59 +696,6 @@ impl Worker {
             format!("labelled {name}\n")
         }))
     }
-
-    /// `mask [LUN...] [+MAC...] [-MAC...]`: show or edit mask lists.
-    pub(super) fn cmd_mask(&mut self, args: &[&str]) -> Result<Answer, String> {
-        let mut luns = Vec::new();
-        let mut add = Vec::new();
-        let mut remove = Vec::new();
-        for a in args {
-            if let Some(m) = a.strip_prefix('+') {
-                add.push(m.parse::<MacAddr>().map_err(|e| e.to_string())?);
-            } else if let Some(m) = a.strip_prefix('-') {
-                remove.push(m.parse::<MacAddr>().map_err(|e| e.to_string())?);
-            } else {
-                luns.push(self.target_of(parse_lun(a)?)?);
-            }
-        }
-        if (!add.is_empty() || !remove.is_empty()) && luns.is_empty() {
-            return Err("name the LUNs whose mask lists change (mask LUN +MAC)".into());
-        }
-        if luns.is_empty() {
-            luns = self.existing();
-        }
-        for &t in &luns {
-            if !add.is_empty() || !remove.is_empty() {
-                let list = self.targets[t].state.edit_mask(&add, &remove)?;
-                tracing::info!(lun = %format!("e{}.{}", self.shelf, self.targets[t].slot), mask = ?list.iter().map(|m| m.to_string()).collect::<Vec<_>>(), "mask list changed (console)");
-            }
-        }
-        let mut text = String::from("LUN  MASK\n");
-        let mut out = Vec::new();
-        for &t in &luns {
-            let access = self.targets[t].state.access();
-            let macs: Vec<String> = access
-                .mask
-                .iter()
-                .map(|m| m.0.iter().map(|b| format!("{b:02x}")).collect())
-                .collect();
-            let _ = writeln!(
-                text,
-                "{:<4} {}",
-                self.targets[t].slot,
-                if macs.is_empty() {
-                    "(everyone)".to_string()
-                } else {
-                    macs.join(" ")
-                }
-            );
-            out.push(json!({"lun": self.targets[t].slot, "mask": macs}));
-        }
-        Ok(Answer {
-            text,
-            json: json!({ "masks": out }),
-        })
-    }
 }
 
 impl Worker {
@@ -783,8 +732,36 @@ impl Worker {
                 restart.push(what);
             }
         }
+        let access_file = self.book.config.state_dir.join(crate::lun::ACCESS_FILE);
+        let new_access = crate::lun::AccessBook::from_config(&new);
+        if new_access != crate::lun::AccessBook::from_config(&old) {
+            if access_file.exists() {
+                restart.push("access (managed by the console since its first acl change: use acl, or export-config)");
+            } else {
+                self.book.access = new_access;
+                self.book.config.access = new.access.clone();
+                self.apply_access();
+                self.book.audit.record(
+                    "reload (SIGHUP)",
+                    "shelf",
+                    "access lists and rights re-read from the configuration file".into(),
+                );
+                applied.push("access lists and rights".to_string());
+            }
+        }
+        // Rights are handled above; a LUN whose only change is its access block is unchanged.
+        let without_access = |luns: &[ethershelf_config::Lun]| -> Vec<ethershelf_config::Lun> {
+            luns.iter()
+                .cloned()
+                .map(|mut l| {
+                    l.access = Default::default();
+                    l
+                })
+                .collect()
+        };
+        let (new_luns, old_luns) = (without_access(&new.luns), without_access(&old.luns));
         if self.book.path.exists() {
-            if new.luns != old.luns || new.spares != old.spares {
+            if new_luns != old_luns || new.spares != old.spares {
                 restart.push("luns/spares (managed by the console since its first change: use it, or export-config)");
             }
         } else {
@@ -794,10 +771,9 @@ impl Worker {
                 .filter(|l| self.target_of(l.slot).is_err())
                 .cloned()
                 .collect();
-            if new
-                .luns
+            if new_luns
                 .iter()
-                .any(|l| old.luns.iter().any(|o| o.slot == l.slot && o != l))
+                .any(|l| old_luns.iter().any(|o| o.slot == l.slot && o != l))
                 || old
                     .luns
                     .iter()
@@ -809,7 +785,7 @@ impl Worker {
                 let mut sub = self.book.config.clone();
                 sub.luns = added.clone();
                 sub.spares = vec![];
-                match crate::shelf::open_luns(&sub) {
+                match crate::shelf::open_luns(&sub, &self.book.audit) {
                     Ok(opened) => {
                         let mut arrays = opened.raid.arrays.into_iter();
                         for (target, lun) in opened.targets.into_iter().zip(&added) {

@@ -178,14 +178,15 @@ pub fn config(
     port_mac: MacAddr,
     target: &Target,
     sectors: u8,
+    visible: bool,
 ) -> Result<Option<usize>, &'static str> {
     let packet = ConfigPacket::new_checked(&frame[AOE_HEADER_LEN..len])
         .map_err(|_| "config argument truncated")?;
     let ccmd = packet.command();
     let outcome = match ConfigRepr::parse(&packet) {
-        Ok(repr) => target.state.config(ccmd, repr.string),
+        Ok(repr) => target.state.config(ccmd, repr.string, visible, req.src),
         // A read needs no string: answer it even if the length field is nonsense.
-        Err(_) if ccmd == ConfigCommand::Read => target.state.config(ccmd, &[]),
+        Err(_) if ccmd == ConfigCommand::Read => target.state.config(ccmd, &[], visible, req.src),
         // Test and prefix stay silent on a mismatch, and a bad string matches nothing.
         Err(_) if matches!(ccmd, ConfigCommand::Test | ConfigCommand::Prefix) => {
             return Err("config string length past the frame or above 1024")
@@ -228,7 +229,7 @@ pub fn mask(
         let repr = MaskRepr::parse(&packet).map_err(|_| "mask directives past the frame")?;
         target
             .state
-            .mask(mcmd, repr.directives().map(|d| (d.command, d.mac)))
+            .mask(mcmd, repr.directives().map(|d| (d.command, d.mac)), req.src)
     };
     let outcome = match outcome {
         Ok(o) => o,

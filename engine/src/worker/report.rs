@@ -274,7 +274,7 @@ impl Worker {
             luns: self.book.records.iter().flatten().cloned().collect(),
             spares: self.spares.iter().map(|d| d.disk).collect(),
         };
-        let yaml = book.export_yaml(&self.book.config);
+        let yaml = book.export_yaml(&self.book.config, &self.book.access);
         Answer {
             json: json!({ "yaml": yaml }),
             text: yaml,

@@ -467,3 +467,52 @@ impl Drop for FaultFs {
 pub fn usable_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+impl Lab {
+    /// Starts aoebench with crc32c verify against `target` (`SHELF.SLOT`) from host `h` for
+    /// `secs` (16k blocks, QD4, 8 MiB; killed by `timeout` 60 s after its runtime at worst).
+    pub fn verified_io(&self, h: usize, target: &str, secs: u32, rw: &str) -> Child {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.hosts[h],
+                "timeout",
+                &(secs + 60).to_string(),
+            ])
+            .arg(aoebench())
+            .args(["run", "--target", target, "--if", self.host_if(h)])
+            .args(["--rw", rw, "--bs", "16k", "--iodepth", "4", "--size", "8m"])
+            .args(["--runtime", &format!("{secs}s"), "--verify", "crc32c"])
+            .args(["--output-format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Waits for an aoebench run of [`Lab::verified_io`] and asserts it saw no errors and no
+/// verify failures; returns its job report.
+pub fn verified_clean(child: Child, what: &str) -> serde_json::Value {
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{what}: aoebench failed: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let job = doc["jobs"][0].clone();
+    assert_eq!(job["errors"], 0, "{what}: {job}");
+    assert_eq!(
+        job["verify_failures"].as_array().map(Vec::len),
+        Some(0),
+        "{what}: {job}"
+    );
+    assert!(
+        job["verified_blocks"].as_u64().unwrap_or(0) > 50,
+        "{what}: {job}"
+    );
+    job
+}

@@ -84,6 +84,23 @@ impl RawInitiator {
         got
     }
 
+    /// Every AoE response received within `timeout` (announcements included).
+    pub fn recv_all(&self, timeout: Duration) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return got;
+            }
+            if let Some(frame) = self.recv_any(left) {
+                if AoeFrame::new_checked(&frame[..]).is_ok_and(|f| f.is_response()) {
+                    got.push(frame);
+                }
+            }
+        }
+    }
+
     /// The next frame received within `timeout`.
     fn recv_any(&self, timeout: Duration) -> Option<Vec<u8>> {
         let mut pfd = libc::pollfd {
@@ -211,6 +228,70 @@ impl RawInitiator {
         self.send(&self.ata(None, shelf, slot, tag, opcode, ext, lba, count, data));
         self.recv_tag(tag, Duration::from_secs(5))
             .unwrap_or_else(|| panic!("no reply to ATA {opcode:#x} lba {lba} tag {tag:#x}"))
+    }
+
+    /// A MAC Mask List command (MCmd `mcmd`, directives `dirs`) from `src` (None: our MAC)
+    /// to `shelf.slot`; the reply within 800 ms.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mask_cmd(
+        &self,
+        src: Option<MacAddr>,
+        shelf: u16,
+        slot: u8,
+        tag: u32,
+        mcmd: u8,
+        dirs: &[(DirectiveCommand, MacAddr)],
+    ) -> Option<Vec<u8>> {
+        let mut f = self.header(
+            src,
+            MacAddr::BROADCAST,
+            shelf,
+            slot,
+            AoeCommand::MacMask,
+            tag,
+        );
+        f.extend_from_slice(&[0, mcmd, 0, dirs.len() as u8]);
+        for (c, m) in dirs {
+            let mut d = [0u8; 8];
+            MaskDirective {
+                command: *c,
+                mac: *m,
+            }
+            .emit(&mut d)
+            .unwrap();
+            f.extend_from_slice(&d);
+        }
+        f.resize(f.len().max(60), 0);
+        self.send(&f);
+        self.recv_tag(tag, Duration::from_millis(800))
+    }
+
+    /// A Reserve/Release command (RCmd `rcmd`, list `macs`) from `src` to `shelf.slot`; the
+    /// reply within 800 ms.
+    pub fn reserve_cmd(
+        &self,
+        src: Option<MacAddr>,
+        shelf: u16,
+        slot: u8,
+        tag: u32,
+        rcmd: u8,
+        macs: &[MacAddr],
+    ) -> Option<Vec<u8>> {
+        let mut f = self.header(
+            src,
+            MacAddr::BROADCAST,
+            shelf,
+            slot,
+            AoeCommand::Reserve,
+            tag,
+        );
+        f.extend_from_slice(&[rcmd, macs.len() as u8]);
+        for m in macs {
+            f.extend_from_slice(&m.0);
+        }
+        f.resize(f.len().max(60), 0);
+        self.send(&f);
+        self.recv_tag(tag, Duration::from_millis(800))
     }
 
     /// Query Config (read) to `shelf.slot`; returns the reply.
