@@ -45,7 +45,9 @@ impl Refusal {
 /// Every right's bit.
 const ALL_BITS: u8 = 0x7f;
 
-fn key(mac: [u8; 6]) -> u64 {
+/// A MAC as a sortable integer (its 6 bytes, big-endian).
+#[inline]
+pub(super) fn mac_key(mac: [u8; 6]) -> u64 {
     mac.iter().fold(0u64, |k, b| (k << 8) | u64::from(*b))
 }
 
@@ -95,7 +97,7 @@ impl Rights {
                             open |= right.bit();
                         }
                         for mac in hosts.macs {
-                            *table.entry(key(mac)).or_default() |= right.bit();
+                            *table.entry(mac_key(mac)).or_default() |= right.bit();
                         }
                     }
                     Err(e) => warnings.push(format!("{}: {}", right.name(), e.message)),
@@ -125,7 +127,10 @@ impl Rights {
         if self.open & bit != 0 {
             return true;
         }
-        match self.hosts.binary_search_by_key(&key(mac.0), |(k, _)| *k) {
+        match self
+            .hosts
+            .binary_search_by_key(&mac_key(mac.0), |(k, _)| *k)
+        {
             Ok(i) => self.hosts[i].1 & bit != 0,
             Err(_) => false,
         }
