@@ -2,7 +2,7 @@
 //! what was opened, announce, serve until SIGINT/SIGTERM, drain, report.
 
 use crate::admin::WorkerLink;
-use crate::lun::{AccessBook, Audit, Book, LunState};
+use crate::lun::{AccessBook, Audit, Book, LunState, Persister, StateServices};
 use crate::net::open_port;
 use crate::store::raid10::{Array, MemberDisk, Metadata};
 use crate::store::{Backing, BackingOptions};
@@ -136,7 +136,7 @@ pub struct OpenedLuns {
 
 /// Opens every LUN of `config`: file LUNs, then RAID-10 arrays (assembled, or created on
 /// blank disks), with the shelf's hot spares.
-pub fn open_luns(config: &Config, audit: &Audit) -> Result<OpenedLuns, ShelfError> {
+pub fn open_luns(config: &Config, services: &StateServices) -> Result<OpenedLuns, ShelfError> {
     let host = host_id();
     let mut spares = Vec::new();
     for &i in &config.spares {
@@ -157,7 +157,7 @@ pub fn open_luns(config: &Config, audit: &Audit) -> Result<OpenedLuns, ShelfErro
                 slot,
                 source,
             })?
-            .with_audit(audit.clone(), format!("e{shelf}.{slot}"));
+            .with_services(services, format!("e{shelf}.{slot}"));
         let writethrough = lun.write_cache == WriteCache::Writethrough;
         let label = format!("e{shelf}.{slot}");
         let (backing, array) = match &lun.backend {
@@ -468,7 +468,12 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
     })?;
     let access =
         AccessBook::load_or_config(config).map_err(|source| ShelfError::Access { source })?;
-    let opened = open_luns(config, &audit)?;
+    let (persister, persist_wake) = Persister::start().map_err(ShelfError::Worker)?;
+    let services = StateServices {
+        audit,
+        persister: Some(persister.clone()),
+    };
+    let opened = open_luns(config, &services)?;
     let targets = opened.targets;
     let shelf_book = ShelfBook {
         records: book.luns.into_iter().map(Some).collect(),
@@ -476,7 +481,7 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
         config: config.clone(),
         host: host_id(),
         access,
-        audit,
+        services,
     };
     let (req_tx, req_rx) = std::sync::mpsc::sync_channel(16);
     let (wake_rx, wake_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
@@ -575,8 +580,14 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
         config.luns.len(),
         config.ports.len()
     ));
+    worker.set_persist_wake(persist_wake);
     let result = worker.run();
     crate::systemd::notify("STOPPING=1");
+    if !persister.flush(std::time::Duration::from_secs(10)) {
+        tracing::error!(
+            "LUN state changes still unwritten at exit (their requests were never answered)"
+        );
+    }
     worker.close_peers();
     for t in queue_threads {
         let _ = t.join();

@@ -7,6 +7,7 @@
 mod access_book;
 pub mod audit;
 mod persist;
+pub mod persister;
 mod registry;
 pub mod rights;
 mod state;
@@ -14,9 +15,19 @@ mod state;
 pub use access_book::{AccessBook, ACCESS_FILE};
 pub use audit::Audit;
 pub use persist::{state_path, write_atomic, PersistError, SetBy, StateFile};
+pub use persister::{PersistWake, Persister, StateCell};
 pub use registry::{Book, LunKind, LunRecord, BOOK_FILE};
 pub use rights::{Refusal, Rights};
 pub use state::{AccessLists, ConfigOutcome, LunState, MaskOutcome, ReserveOutcome, MASK_LIST_MAX};
+
+/// What every LUN's state reports to: the audit trail and the persister.
+#[derive(Clone, Default)]
+pub struct StateServices {
+    /// Access-control changes are recorded here.
+    pub audit: Audit,
+    /// Changes are made durable here (`None`: inline, before the reply).
+    pub persister: Option<Persister>,
+}
 
 #[cfg(test)]
 mod tests;

@@ -116,23 +116,31 @@ pub fn store_json<T: Serialize>(value: &T, path: &Path) -> Result<(), PersistErr
 /// Replaces the file at `path` with `body` atomically and durably: temporary file, fsync,
 /// rename, fsync of the directory.
 pub fn write_atomic(path: &Path, body: &[u8]) -> Result<(), PersistError> {
-    {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let tmp = path.with_extension("tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        f.write_all(body).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io_err(path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-        Ok(())
-    }
+    replace_file(path, body)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Replaces the file at `path` with `body` (temporary file, fsync, rename); durable once
+/// its directory is synced ([`sync_dir`]), which a group commit does once for many files.
+pub fn replace_file(path: &Path, body: &[u8]) -> Result<(), PersistError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(body).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Makes renames inside `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<(), PersistError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }

@@ -2,13 +2,13 @@
 
 use super::audit::{now_secs, Audit};
 use super::persist::{PersistError, SetBy, StateFile};
+use super::persister::{Persister, StateCell};
 use super::rights::{mac_key, Rights};
 use crate::wire::{
     ConfigCommand, DirectiveCommand, MacAddr, MaskCommand, MaskError, ReserveCommand,
     CONFIG_STRING_MAX,
 };
 use arc_swap::ArcSwap;
-use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -97,9 +97,10 @@ pub enum ReserveOutcome {
 
 /// The mutable protocol state of one LUN.
 pub struct LunState {
-    inner: Mutex<StateFile>,
+    cell: Arc<StateCell>,
     access: ArcSwap<AccessLists>,
-    path: PathBuf,
+    /// Makes changes durable off the frame path (`None`: written before the reply, inline).
+    persister: Option<Persister>,
     audit: Audit,
     /// `e<shelf>.<slot>`, for the audit trail.
     name: String,
@@ -142,24 +143,41 @@ impl LunState {
             Rights::default(),
         );
         Ok(LunState {
-            inner: Mutex::new(state),
+            cell: Arc::new(StateCell::new(state, path)),
             access: ArcSwap::from_pointee(access),
-            path,
+            persister: None,
             audit: Audit::disabled(),
             name: String::new(),
         })
     }
 
-    /// Records this LUN's changes, as `name`, in `audit`.
-    pub fn with_audit(mut self, audit: Audit, name: String) -> LunState {
-        self.audit = audit;
+    /// The shared state: what a parked reply waits on.
+    pub fn cell(&self) -> &Arc<StateCell> {
+        &self.cell
+    }
+
+    /// Console changes are durable before the console answers.
+    fn sync_now(&self) -> Result<(), String> {
+        if self.persister.is_some() {
+            self.cell
+                .store_now()
+                .map_err(|e| format!("the change is live but could not be saved: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Records this LUN's changes, as `name`, in the audit trail, and makes them durable
+    /// through the persister (off the frame path) when there is one.
+    pub fn with_services(mut self, services: &super::StateServices, name: String) -> LunState {
+        self.audit = services.audit.clone();
+        self.persister = services.persister.clone();
         self.name = name;
         self
     }
 
     /// Publishes new rights (the lists checked on every frame are swapped in whole).
     pub fn set_rights(&self, rights: Rights) {
-        let _state = self.inner.lock();
+        let _state = self.cell.state.lock();
         let current = self.access.load();
         if current.rights != rights {
             self.access.store(Arc::new(AccessLists::new(
@@ -172,7 +190,7 @@ impl LunState {
 
     /// The mask list with who added each entry and when.
     pub fn mask_entries(&self) -> Vec<(MacAddr, Option<SetBy>)> {
-        let state = self.inner.lock();
+        let state = self.cell.state.lock();
         state
             .mask
             .iter()
@@ -189,23 +207,27 @@ impl LunState {
 
     /// The reservation list, who set it and when.
     pub fn reservation(&self) -> (Vec<MacAddr>, Option<SetBy>) {
-        let state = self.inner.lock();
+        let state = self.cell.state.lock();
         (to_macs(&state.reserve), state.reserve_origin.clone())
     }
 
     /// Console: releases the reservation whoever holds it; returns the list it had.
     pub fn clear_reservation(&self, by: &str) -> Result<Vec<MacAddr>, String> {
-        let mut state = self.inner.lock();
-        let old = state.reserve.clone();
-        if old.is_empty() {
-            return Ok(vec![]);
-        }
-        let change = StateFile {
-            reserve: vec![],
-            reserve_origin: Some(set_by(by)),
-            ..state.clone()
+        let old = {
+            let mut state = self.cell.state.lock();
+            let old = state.reserve.clone();
+            if old.is_empty() {
+                return Ok(vec![]);
+            }
+            let change = StateFile {
+                reserve: vec![],
+                reserve_origin: Some(set_by(by)),
+                ..state.clone()
+            };
+            self.commit(&mut state, change).map_err(|e| e.to_string())?;
+            old
         };
-        self.commit(&mut state, change).map_err(|e| e.to_string())?;
+        self.sync_now()?;
         self.audit.record(
             by,
             &self.name,
@@ -217,9 +239,9 @@ impl LunState {
     /// The state of a LUN that no longer exists: empty, never persisted (nothing reaches it).
     pub fn detached() -> LunState {
         LunState {
-            inner: Mutex::new(StateFile::default()),
+            cell: Arc::new(StateCell::new(StateFile::default(), PathBuf::new())),
             access: ArcSwap::from_pointee(AccessLists::default()),
-            path: PathBuf::new(),
+            persister: None,
             audit: Audit::disabled(),
             name: String::new(),
         }
@@ -227,7 +249,7 @@ impl LunState {
 
     /// Where the state persists.
     pub fn path(&self) -> &std::path::Path {
-        &self.path
+        &self.cell.path
     }
 
     /// Console edit of the mask list: adds `add`, removes `remove`, persists; returns the new
@@ -238,7 +260,18 @@ impl LunState {
         remove: &[MacAddr],
         by: &str,
     ) -> Result<Vec<MacAddr>, String> {
-        let mut state = self.inner.lock();
+        let list = self.edit_mask_in_memory(add, remove, by)?;
+        self.sync_now()?;
+        Ok(list)
+    }
+
+    fn edit_mask_in_memory(
+        &self,
+        add: &[MacAddr],
+        remove: &[MacAddr],
+        by: &str,
+    ) -> Result<Vec<MacAddr>, String> {
+        let mut state = self.cell.state.lock();
         let mut change = state.clone();
         change.mask.retain(|m| !remove.iter().any(|r| r.0 == *m));
         for a in add {
@@ -271,14 +304,22 @@ impl LunState {
 
     /// The current config string.
     pub fn config_string(&self) -> Vec<u8> {
-        self.inner.lock().config_string.clone()
+        self.cell.state.lock().config_string.clone()
     }
 
-    /// Applies `change` to the state, persists it, and publishes the new lists. On a
-    /// persistence failure the state is left as it was.
+    /// Applies `change` to the state and publishes the new lists. With a persister the write
+    /// is queued (the caller's reply waits for [`StateCell::unsynced`] to clear); without
+    /// one it is written first, and on a failure the state is left as it was.
     fn commit(&self, state: &mut StateFile, change: StateFile) -> Result<(), PersistError> {
-        change.store(&self.path)?;
+        if self.persister.is_none() {
+            change.store(&self.cell.path)?;
+        }
         *state = change;
+        let version = self.cell.bump();
+        match &self.persister {
+            Some(p) => p.queue(&self.cell),
+            None => self.cell.mark_durable(version),
+        }
         let rights = self.access.load().rights.clone();
         self.access.store(Arc::new(AccessLists::new(
             to_macs(&state.mask),
@@ -297,7 +338,7 @@ impl LunState {
         visible: bool,
         sender: MacAddr,
     ) -> Result<ConfigOutcome, PersistError> {
-        let mut state = self.inner.lock();
+        let mut state = self.cell.state.lock();
         let hidden = Vec::new();
         let current = if visible || matches!(command, ConfigCommand::Set | ConfigCommand::ForceSet)
         {
@@ -345,7 +386,7 @@ impl LunState {
         directives: impl Iterator<Item = (DirectiveCommand, MacAddr)>,
         sender: MacAddr,
     ) -> Result<MaskOutcome, PersistError> {
-        let mut state = self.inner.lock();
+        let mut state = self.cell.state.lock();
         match command {
             MaskCommand::Read => Ok(MaskOutcome::List(to_macs(&state.mask))),
             MaskCommand::Edit => {
@@ -398,7 +439,7 @@ impl LunState {
         sender: MacAddr,
         macs: impl Iterator<Item = MacAddr>,
     ) -> Result<ReserveOutcome, PersistError> {
-        let mut state = self.inner.lock();
+        let mut state = self.cell.state.lock();
         let replace = match command {
             ReserveCommand::Read => return Ok(ReserveOutcome::List(to_macs(&state.reserve))),
             ReserveCommand::Set

@@ -6,13 +6,15 @@ use super::histogram::LatencyHistogram;
 use crate::worker::PathStats;
 
 /// Why a received frame was dropped (label `reason`).
-pub const DROP_REASONS: [&str; 6] = [
+pub const DROP_REASONS: [&str; 8] = [
     "truncated",
     "response",
     "not_ours",
     "masked",
     "malformed",
     "ambiguous",
+    "busy",
+    "rate_limited",
 ];
 
 /// Index into [`DROP_REASONS`].
@@ -30,6 +32,11 @@ pub enum DropReason {
     Malformed = 4,
     /// A wildcard command that matched several LUNs.
     Ambiguous = 5,
+    /// The host is over its fair share of request buffers, or too many replies already wait
+    /// for their state change to reach the disk (the host retransmits).
+    Busy = 6,
+    /// The host sent more state changes or broadcasts than its rate allows.
+    RateLimited = 7,
 }
 
 /// ATA error kinds sent (label `kind`).

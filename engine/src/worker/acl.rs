@@ -347,6 +347,7 @@ impl Worker {
         self.book.access = book;
         self.apply_access();
         self.book
+            .services
             .audit
             .record(&self.console_user, scope, change.clone());
         Ok(Answer::done(format!("{scope}: {change}")))

@@ -137,8 +137,8 @@ pub struct ShelfBook {
     pub host: String,
     /// Access lists and rights (`state_dir/access.json` once the console changed them).
     pub access: crate::lun::AccessBook,
-    /// The audit trail of access-control changes.
-    pub audit: crate::lun::Audit,
+    /// The audit trail and the persister every LUN's state uses.
+    pub services: crate::lun::StateServices,
 }
 
 impl ShelfBook {

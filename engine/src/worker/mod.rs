@@ -10,6 +10,7 @@ pub mod admin;
 mod batch;
 pub mod console;
 mod handoff;
+mod hosts;
 mod merge;
 mod ordering;
 mod port;
@@ -53,6 +54,10 @@ const UD_ADMIN: u64 = 7 << 56;
 const UD_PEER: u64 = 8 << 56;
 const UD_VEC: u64 = 9 << 56;
 const UD_MVEC: u64 = 10 << 56;
+const UD_PERSIST: u64 = 11 << 56;
+/// Replies waiting for their state change to be durable, at most (more: dropped as busy,
+/// the host retransmits).
+const PARKED_MAX: usize = 256;
 /// Microseconds a worker watches its rings before it sleeps.
 pub const DEFAULT_SPIN_MICROS: u64 = 50;
 /// Registered file table: two entries per LUN (O_DIRECT and page-cache descriptors), for
@@ -80,6 +85,22 @@ struct SlotState {
     arrived: u64,
     /// When its I/O was submitted (monotonic ns).
     submitted: u64,
+    /// The host whose request buffer this is (counted against its share while set).
+    host: Option<hosts::HostId>,
+}
+
+/// The disk work an ATA request asks for.
+#[derive(Debug, Clone, Copy)]
+struct IoAsk {
+    op: Op,
+    lba: u64,
+    count: u8,
+}
+
+impl IoAsk {
+    fn new(op: Op, lba: u64, count: u8) -> IoAsk {
+        IoAsk { op, lba, count }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -151,6 +172,12 @@ pub struct Worker {
     admin: Option<admin::AdminLink>,
     /// Who sent the console command being run (audit trail).
     console_user: String,
+    /// Per-host buffer shares and rate limits.
+    hosts: hosts::Hosts,
+    /// Readable when the persister made state changes durable.
+    persist_wake: Option<crate::lun::PersistWake>,
+    /// Replies built but held until their LUN's state change is on disk.
+    parked: Vec<Parked>,
     /// Counters.
     pub stats: WorkerStats,
     /// Counters per path (same order as the ports).
@@ -298,6 +325,9 @@ impl Worker {
             stopping: false,
             admin,
             console_user: String::from("console"),
+            hosts: hosts::Hosts::new(),
+            persist_wake: None,
+            parked: Vec::with_capacity(PARKED_MAX),
             stats: WorkerStats::default(),
             paths: vec![PathStats::default(); nports],
             spin: std::time::Duration::from_micros(DEFAULT_SPIN_MICROS),
@@ -388,6 +418,8 @@ impl Worker {
             DropReason::Masked => self.stats.drop_masked += 1,
             DropReason::Malformed => self.stats.drop_malformed += 1,
             DropReason::Ambiguous => self.stats.drop_ambiguous += 1,
+            DropReason::Busy => self.stats.drop_busy += 1,
+            DropReason::RateLimited => self.stats.drop_rate_limited += 1,
         }
         self.release(slot);
     }
@@ -555,6 +587,7 @@ impl Worker {
         for k in 0..self.peers.len() {
             self.arm_peer(k);
         }
+        self.arm_persist_wake();
         let mut stopping = false;
         let mut completions: Vec<(u64, i32)> = Vec::with_capacity(self.slots.len() + nports + 4);
         loop {
@@ -614,6 +647,13 @@ impl Worker {
                             self.push_sqe(sqe);
                         }
                     }
+                    UD_PERSIST => {
+                        if let Some(w) = &self.persist_wake {
+                            w.drain();
+                        }
+                        self.send_durable_replies();
+                        self.arm_persist_wake();
+                    }
                     UD_PEER => {
                         let k = (ud & 0xFFFF_FFFF) as usize;
                         self.peers[k].from.clear_doorbell();
@@ -662,6 +702,33 @@ impl Worker {
                     p.to.close();
                 }
                 return Ok(());
+            }
+        }
+    }
+
+    /// Gives the worker the persister's wake-up (before `run`).
+    pub fn set_persist_wake(&mut self, wake: crate::lun::PersistWake) {
+        self.persist_wake = Some(wake);
+    }
+
+    fn arm_persist_wake(&mut self) {
+        if let Some(fd) = self.persist_wake.as_ref().map(|w| w.fd()) {
+            let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+                .build()
+                .user_data(UD_PERSIST);
+            self.push_sqe(sqe);
+        }
+    }
+
+    /// Sends the parked replies whose state change is now on disk (in arrival order).
+    fn send_durable_replies(&mut self) {
+        let mut i = 0;
+        while i < self.parked.len() {
+            if self.parked[i].cell.is_durable(self.parked[i].version) {
+                let p = self.parked.remove(i);
+                self.send(p.port as usize, p.slot, p.len as usize);
+            } else {
+                i += 1;
             }
         }
     }
@@ -786,7 +853,15 @@ impl Worker {
 
     /// Gives `slot` back to its owner: this worker's free list, or the queue worker whose
     /// partition it is in.
+    /// Gives the request buffer in `slot` back to its host's share.
+    fn unshare(&mut self, slot: u32) {
+        if let Some(host) = self.slots[slot as usize].host.take() {
+            self.hosts.gave_back(host);
+        }
+    }
+
     fn release(&mut self, slot: u32) {
+        self.unshare(slot);
         self.slots[slot as usize].op = Op::Idle;
         match self.slot_owner(slot) {
             0 => self.free.push(slot),
@@ -799,6 +874,7 @@ impl Worker {
     }
 
     fn send(&mut self, port: usize, slot: u32, len: usize) {
+        self.unshare(slot);
         self.tx[port].push((slot, len));
     }
 
@@ -890,6 +966,10 @@ impl Worker {
                 Some(ConfigCommand::Read | ConfigCommand::Test | ConfigCommand::Prefix)
             );
             if req.command == AoeCommand::QueryConfig && (read_only_query || self.live.len() == 1) {
+                let host = self.hosts.id(req.src, self.batch_time);
+                if !self.hosts.broadcast_allowed(host, self.batch_time) {
+                    return self.drop_frame(port, slot, DropReason::RateLimited);
+                }
                 return self.wildcard_config(port, slot, len, &req);
             }
             if self.live.len() != 1 {
@@ -979,7 +1059,16 @@ impl Worker {
         }
         let max_frame = self.ports[port].max_frame();
         let sectors = self.ports[port].max_sectors;
-        let admin_refusal = admin_refusal(frame, len, req, &access);
+        let change = state_change(frame, len, req);
+        let admin_refusal = admin_refusal(change, req, &access);
+        if change.is_some() && admin_refusal.is_none() {
+            let host = self.hosts.id(req.src, self.batch_time);
+            if !self.hosts.admin_allowed(host, self.batch_time) {
+                self.drop_frame(port, slot, DropReason::RateLimited);
+                return false;
+            }
+        }
+        let frame = self.slab.frame(slot as usize);
         let result = match req.command {
             AoeCommand::Ata => return self.ata(port, slot, len, req, t, &access),
             _ if admin_refusal.is_some() => {
@@ -1033,7 +1122,21 @@ impl Worker {
                     let code = frame[15];
                     self.count_aoe_error(t, code);
                 }
-                self.send(port, slot, n);
+                // A reply that reports state not yet on disk waits for the persister.
+                match target.state.cell().unsynced() {
+                    None => self.send(port, slot, n),
+                    Some(_) if self.parked.len() >= PARKED_MAX => {
+                        self.drop_frame(port, slot, DropReason::Busy);
+                        return false;
+                    }
+                    Some(version) => self.parked.push(Parked {
+                        slot,
+                        port: port as u16,
+                        len: n as u32,
+                        version,
+                        cell: target.state.cell().clone(),
+                    }),
+                }
                 true
             }
             Ok(None) => {
@@ -1136,19 +1239,33 @@ impl Worker {
             Ok(AtaCommand::CheckPowerMode) => reply::ata_check_power(frame, req, port_mac, &target),
             Ok(AtaCommand::Smart(cmd)) => reply::ata_smart(frame, req, port_mac, &target, cmd),
             Ok(AtaCommand::Read { lba, count }) => {
-                return self.start_io(port, slot, t, Op::Read, lba, count)
+                return self.start_io(port, slot, req.src, t, IoAsk::new(Op::Read, lba, count))
             }
             Ok(AtaCommand::Write { lba, count }) => {
-                return self.start_io(port, slot, t, Op::Write, lba, count)
+                return self.start_io(port, slot, req.src, t, IoAsk::new(Op::Write, lba, count))
             }
-            Ok(AtaCommand::Flush) => return self.start_io(port, slot, t, Op::Flush, 0, 0),
+            Ok(AtaCommand::Flush) => {
+                return self.start_io(port, slot, req.src, t, IoAsk::new(Op::Flush, 0, 0))
+            }
         };
         self.send(port, slot, n);
         true
     }
 
-    fn start_io(&mut self, port: usize, slot: u32, t: u16, op: Op, lba: u64, count: u8) -> bool {
+    fn start_io(&mut self, port: usize, slot: u32, src: MacAddr, t: u16, ask: IoAsk) -> bool {
+        let IoAsk { op, lba, count } = ask;
+        // Buffers running short: a host already holding its share waits (its frame is dropped
+        // and retransmitted), so the others still find buffers.
+        let host = self.hosts.id(src, self.batch_time);
+        let total = self.slots.len() as u32;
+        let busy = self.in_flight as u32 * 4 >= total * 3;
+        if !self.hosts.may_take(host, busy, total / 4) {
+            self.drop_frame(port, slot, DropReason::Busy);
+            return false;
+        }
+        self.hosts.took(host);
         self.slots[slot as usize] = SlotState {
+            host: Some(host),
             port: port as u16,
             target: t,
             op,
@@ -1307,6 +1424,15 @@ impl Worker {
 }
 
 /// Counts an AoE error reply with `code` (split from `Worker` so a frame may stay borrowed).
+/// A reply held until its LUN's state change (version `version`) is durable.
+struct Parked {
+    slot: u32,
+    port: u16,
+    len: u32,
+    version: u64,
+    cell: Arc<crate::lun::StateCell>,
+}
+
 /// Where a LUN's announcement goes: broadcast when every host may see it, else unicast to
 /// each host both lists allow (the mask list, the access list for `discover`).
 fn announce_to(access: &AccessLists) -> Vec<MacAddr> {
@@ -1351,29 +1477,33 @@ fn refused(lun: &mut LunCounters, right: Right, reason: Refusal) {
 }
 
 /// For a command that changes the config string, the mask list or the reservations: the
-/// right it needs and why `req.src` lacks it, if it does. Reads of the lists are free.
+/// right it needs and whether it is a wire-side edit of the mask or reservations.
+fn state_change(frame: &[u8], len: usize, req: &AoeHeaderRepr) -> Option<(Right, bool)> {
+    let arg = frame.get(AOE_HEADER_LEN..len)?;
+    match req.command {
+        AoeCommand::QueryConfig => match ConfigPacket::new_checked(arg).ok()?.command() {
+            ConfigCommand::Set | ConfigCommand::ForceSet => Some((Right::ConfigSet, false)),
+            _ => None,
+        },
+        AoeCommand::MacMask => match MaskPacket::new_checked(arg).ok()?.command() {
+            MaskCommand::Edit => Some((Right::Mask, true)),
+            _ => None,
+        },
+        AoeCommand::Reserve => match ReservePacket::new_checked(arg).ok()?.command() {
+            ReserveCommand::Set | ReserveCommand::ForceSet => Some((Right::Reserve, true)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Why `req.src` may not make the state change `change`, if it may not.
 fn admin_refusal(
-    frame: &[u8],
-    len: usize,
+    change: Option<(Right, bool)>,
     req: &AoeHeaderRepr,
     access: &AccessLists,
 ) -> Option<(Right, Refusal)> {
-    let arg = frame.get(AOE_HEADER_LEN..len)?;
-    let (right, wire_edit) = match req.command {
-        AoeCommand::QueryConfig => match ConfigPacket::new_checked(arg).ok()?.command() {
-            ConfigCommand::Set | ConfigCommand::ForceSet => (Right::ConfigSet, false),
-            _ => return None,
-        },
-        AoeCommand::MacMask => match MaskPacket::new_checked(arg).ok()?.command() {
-            MaskCommand::Edit => (Right::Mask, true),
-            _ => return None,
-        },
-        AoeCommand::Reserve => match ReservePacket::new_checked(arg).ok()?.command() {
-            ReserveCommand::Set | ReserveCommand::ForceSet => (Right::Reserve, true),
-            _ => return None,
-        },
-        _ => return None,
-    };
+    let (right, wire_edit) = change?;
     if wire_edit && !access.rights.wire_admin() {
         Some((right, Refusal::WireAdmin))
     } else if !access.rights.allows(req.src, right) {

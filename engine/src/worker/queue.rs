@@ -73,7 +73,7 @@ impl SharedPath {
                 rx_batches: l(&self.rx_batches),
                 rx_batch_max: l(&self.rx_batch_max),
                 tx_errors: l(&self.tx_errors),
-                drops: [0; 6],
+                drops: [0; 8],
             },
             FrameIoCounters {
                 copies: l(&self.copies),

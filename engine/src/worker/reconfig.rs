@@ -199,7 +199,7 @@ impl Worker {
         // A new LUN starts with an empty config string, mask and reservation.
         let _ = std::fs::remove_file(&path);
         LunState::open(path, &[])
-            .map(|s| s.with_audit(self.book.audit.clone(), format!("e{}.{slot}", self.shelf)))
+            .map(|s| s.with_services(&self.book.services, format!("e{}.{slot}", self.shelf)))
             .map_err(|e| e.to_string())
     }
 
@@ -741,7 +741,7 @@ impl Worker {
                 self.book.access = new_access;
                 self.book.config.access = new.access.clone();
                 self.apply_access();
-                self.book.audit.record(
+                self.book.services.audit.record(
                     "reload (SIGHUP)",
                     "shelf",
                     "access lists and rights re-read from the configuration file".into(),
@@ -785,7 +785,7 @@ impl Worker {
                 let mut sub = self.book.config.clone();
                 sub.luns = added.clone();
                 sub.spares = vec![];
-                match crate::shelf::open_luns(&sub, &self.book.audit) {
+                match crate::shelf::open_luns(&sub, &self.book.services) {
                     Ok(opened) => {
                         let mut arrays = opened.raid.arrays.into_iter();
                         for (target, lun) in opened.targets.into_iter().zip(&added) {

@@ -25,6 +25,10 @@ pub struct WorkerStats {
     pub silent_config: u64,
     /// Wildcard ATA/mask/reserve requests that matched several LUNs (refused).
     pub drop_ambiguous: u64,
+    /// Dropped: the host over its fair share, or the state-change backlog full.
+    pub drop_busy: u64,
+    /// Dropped: the host over its rate of state changes or broadcasts.
+    pub drop_rate_limited: u64,
     /// Reads completed.
     pub reads: u64,
     /// Writes completed.
@@ -60,6 +64,8 @@ impl WorkerStats {
             + self.drop_masked
             + self.drop_malformed
             + self.drop_ambiguous
+            + self.drop_busy
+            + self.drop_rate_limited
     }
 }
 
@@ -67,9 +73,9 @@ impl fmt::Display for WorkerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rx={} tx={} tx_errors={} dropped={} (truncated={} response={} not_ours={} masked={} malformed={} ambiguous={}) silent_config={} reads={} writes={} flushes={} ata_errors={} aoe_errors={} direct_fallbacks={} ordered_waits={} spin_hits={} handoff_full={} merged_runs={} merged_requests={} split_runs={}",
+            "rx={} tx={} tx_errors={} dropped={} (truncated={} response={} not_ours={} masked={} malformed={} ambiguous={} busy={} rate_limited={}) silent_config={} reads={} writes={} flushes={} ata_errors={} aoe_errors={} direct_fallbacks={} ordered_waits={} spin_hits={} handoff_full={} merged_runs={} merged_requests={} split_runs={}",
             self.rx_frames, self.tx_frames, self.tx_errors, self.dropped(), self.drop_truncated, self.drop_response, self.drop_not_ours,
-            self.drop_masked, self.drop_malformed, self.drop_ambiguous, self.silent_config, self.reads, self.writes, self.flushes,
+            self.drop_masked, self.drop_malformed, self.drop_ambiguous, self.drop_busy, self.drop_rate_limited, self.silent_config, self.reads, self.writes, self.flushes,
             self.ata_errors, self.aoe_errors, self.direct_fallbacks, self.ordered_waits, self.spin_hits,
             self.handoff_full, self.merged_runs, self.merged_requests, self.split_runs
         )
@@ -94,7 +100,7 @@ pub struct PathStats {
     /// Replies that could not be sent.
     pub tx_errors: u64,
     /// Frames dropped, by [`crate::metrics::snapshot::DROP_REASONS`].
-    pub drops: [u64; 6],
+    pub drops: [u64; 8],
 }
 
 impl fmt::Display for PathStats {
