@@ -528,8 +528,7 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
         .map_err(ShelfError::Worker)?;
     }
     if let Some(interval) = crate::systemd::watchdog_interval() {
-        crate::systemd::start_watchdog(link.try_clone().map_err(ShelfError::Worker)?, interval)
-            .map_err(ShelfError::Worker)?;
+        crate::systemd::start_watchdog(worker.liveness(), interval).map_err(ShelfError::Worker)?;
     }
     let mut queue_threads = Vec::new();
     // Each queue worker says when it is pinned: the shelf reports ready only after that.

@@ -2,8 +2,8 @@
 //! WATCHDOG) to `$NOTIFY_SOCKET`, and the watchdog thread that pings only while the worker
 //! answers a health check.
 
-use crate::admin::WorkerLink;
-use crate::worker::admin::AdminRequest;
+use crate::worker::Liveness;
+use std::sync::Arc;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
@@ -41,35 +41,37 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// Starts the watchdog thread: every half interval it asks the worker for a sign of life
-/// (answered between batches) and pings systemd only when it got one, so a stuck worker
-/// gets the service restarted.
-pub fn start_watchdog(link: WorkerLink, interval: Duration) -> std::io::Result<()> {
-    // A ping at most every half interval even when a health check takes its full timeout.
+/// Pings the systemd watchdog while the LUN worker's loop keeps turning and its queue
+/// workers answer. The check reads the worker's heartbeat directly: it shares no channel with
+/// the console or metrics scrapes, so a slow scrape or a long console command never looks like
+/// a stuck worker (only a worker that stops turning does).
+pub fn start_watchdog(liveness: Arc<Liveness>, interval: Duration) -> std::io::Result<()> {
+    // Checked four times per interval: a stuck worker is noticed within about half of it.
     let period = interval / 4;
     std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
             let mut failing = false;
+            let mut last = liveness.beat();
             loop {
                 std::thread::sleep(period);
-                match link.ask(AdminRequest::Ping, period) {
-                    Ok(()) => {
-                        if failing {
-                            tracing::info!("worker answers the health check again");
-                        }
-                        failing = false;
-                        notify("WATCHDOG=1");
+                let beat = liveness.beat();
+                let turning = beat != last;
+                last = beat;
+                if turning && liveness.queue_workers_ok() {
+                    if failing {
+                        tracing::info!("worker passes the health check again");
                     }
-                    Err(why) => {
-                        if !failing {
-                            tracing::error!(
-                                why,
-                                "worker failed the health check: not pinging the systemd watchdog"
-                            );
-                        }
-                        failing = true;
+                    failing = false;
+                    notify("WATCHDOG=1");
+                } else {
+                    if !failing {
+                        tracing::error!(
+                            turning,
+                            "worker failed the health check (its loop stopped turning, or a queue worker is stuck): not pinging the systemd watchdog"
+                        );
                     }
+                    failing = true;
                 }
             }
         })?;

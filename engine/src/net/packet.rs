@@ -193,14 +193,26 @@ impl FrameIo for PacketPort {
         while at < frames.len() {
             let n = self.prepare(&frames[at..]);
             // SAFETY: `msgs[..n]` point at iovecs over caller-guaranteed readable buffers.
-            let rc =
-                unsafe { libc::sendmmsg(self.fd.as_raw_fd(), self.msgs.as_mut_ptr(), n as u32, 0) };
+            // MSG_DONTWAIT: a full socket buffer never blocks the worker.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    self.msgs.as_mut_ptr(),
+                    n as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
             if rc >= 0 {
                 at += rc as usize;
                 sent += rc as usize;
                 continue;
             }
             let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                // The transmit queue is full: what is left is dropped (counted by the caller
+                // as unsent; the hosts retransmit), never waited for.
+                break;
+            }
             let transient =
                 e.kind() == io::ErrorKind::Interrupted || e.raw_os_error() == Some(libc::ENOBUFS);
             if transient && retries < 8 {

@@ -26,8 +26,6 @@ pub enum AdminRequest {
     },
     /// A copy of the worker's counters for a metrics scrape.
     Snapshot(Sender<Snapshot>),
-    /// Liveness: answered as soon as the worker loop gets round to it.
-    Ping(Sender<()>),
     /// SIGHUP: the configuration file as re-read; the answer says what was applied.
     Reload(Box<ethershelf_config::Config>, Sender<String>),
 }
@@ -91,11 +89,6 @@ impl Worker {
                 }
                 AdminRequest::Snapshot(reply) => {
                     let _ = reply.send(self.snapshot());
-                }
-                AdminRequest::Ping(reply) => {
-                    if self.queue_workers_alive() {
-                        let _ = reply.send(());
-                    }
                 }
                 AdminRequest::Reload(config, reply) => {
                     let _ = reply.send(self.apply_reload(*config));
@@ -551,7 +544,7 @@ impl Worker {
 
     /// True unless a queue worker's loop has not moved for [`super::queue::STUCK_AFTER`] (it
     /// wakes at least every 100 ms even when idle): a stuck one makes the shelf unhealthy.
-    fn queue_workers_alive(&mut self) -> bool {
+    pub(super) fn queue_workers_alive(&mut self) -> bool {
         let mut alive = true;
         for link in &mut self.peers {
             let now = link

@@ -174,6 +174,8 @@ pub struct Worker {
     console_user: String,
     /// Per-host buffer shares and rate limits.
     hosts: hosts::Hosts,
+    /// Heartbeat for the watchdog.
+    liveness: Arc<Liveness>,
     /// Readable when the persister made state changes durable.
     persist_wake: Option<crate::lun::PersistWake>,
     /// Replies built but held until their LUN's state change is on disk.
@@ -326,6 +328,10 @@ impl Worker {
             admin,
             console_user: String::from("console"),
             hosts: hosts::Hosts::new(),
+            liveness: Arc::new(Liveness {
+                beat: Default::default(),
+                queue_workers_ok: std::sync::atomic::AtomicBool::new(true),
+            }),
             persist_wake: None,
             parked: Vec::with_capacity(PARKED_MAX),
             stats: WorkerStats::default(),
@@ -591,6 +597,9 @@ impl Worker {
         let mut stopping = false;
         let mut completions: Vec<(u64, i32)> = Vec::with_capacity(self.slots.len() + nports + 4);
         loop {
+            self.liveness
+                .beat
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for p in 0..nports {
                 if !stopping && !armed[p] && !readable[p] && self.ports[p].io.is_some() {
                     self.arm_poll(p);
@@ -635,6 +644,10 @@ impl Worker {
                     UD_RAID => self.raid_complete(ud, result),
                     UD_SYNC => self.sync_complete(ud, result),
                     UD_TICK if !stopping => {
+                        let ok = self.queue_workers_alive();
+                        self.liveness
+                            .queue_workers_ok
+                            .store(ok, std::sync::atomic::Ordering::Relaxed);
                         self.raid_tick();
                         self.push_sqe(opcode::Timeout::new(&tick).build().user_data(UD_TICK));
                     }
@@ -704,6 +717,11 @@ impl Worker {
                 return Ok(());
             }
         }
+    }
+
+    /// The heartbeat the watchdog reads.
+    pub fn liveness(&self) -> Arc<Liveness> {
+        self.liveness.clone()
     }
 
     /// Gives the worker the persister's wake-up (before `run`).
@@ -1424,6 +1442,25 @@ impl Worker {
 }
 
 /// Counts an AoE error reply with `code` (split from `Worker` so a frame may stay borrowed).
+/// The LUN worker's signs of life, read by the watchdog thread without asking the worker.
+#[derive(Default)]
+pub struct Liveness {
+    beat: std::sync::atomic::AtomicU64,
+    queue_workers_ok: std::sync::atomic::AtomicBool,
+}
+
+impl Liveness {
+    /// Counts the worker loop's turns (it turns at least every tick, 10 times a second).
+    pub fn beat(&self) -> u64 {
+        self.beat.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Every queue worker turned recently (checked by the LUN worker every tick).
+    pub fn queue_workers_ok(&self) -> bool {
+        self.queue_workers_ok
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// A reply held until its LUN's state change (version `version`) is durable.
 struct Parked {
     slot: u32,
