@@ -3,8 +3,8 @@
 //! answers a health check.
 
 use crate::worker::Liveness;
-use std::sync::Arc;
 use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Sends `state` (e.g. "READY=1") to systemd; a no-op when not started by systemd.
