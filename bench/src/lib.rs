@@ -3,6 +3,7 @@
 
 pub mod discover;
 pub mod engine;
+pub mod flood;
 pub mod job;
 pub mod nbd;
 pub mod null_target;

@@ -72,6 +72,33 @@ enum Command {
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         duration: f64,
     },
+    /// Behave like a hostile or broken host: send frames of one kind at --rate frames per
+    /// second (0: as fast as the socket takes them) for --duration, then print what was sent
+    /// (JSON). For measuring what a flood does to the other hosts of a shelf; use it only on
+    /// a lab interface.
+    Flood {
+        /// Interface to flood from (one, in a lab namespace).
+        #[arg(long = "if")]
+        iface: String,
+        /// Target SHELF.SLOT.
+        #[arg(long, default_value = "1.0")]
+        target: TargetAddr,
+        /// What to send.
+        #[arg(long, value_enum)]
+        kind: ethershelf_bench::flood::FloodKind,
+        /// Frames per second; 0 = as fast as possible.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// How long (bounded: at most 10 minutes).
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        duration: f64,
+        /// MACs the mask-edit and reserve floods keep listed (the well-behaved hosts).
+        #[arg(long, value_delimiter = ',')]
+        keep: Vec<String>,
+        /// Seed of the random parts (garbage).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Answer reads with zeros and discard writes for a bounded time (the network ceiling).
     NullTarget {
         /// Interface to serve on.
@@ -441,6 +468,41 @@ fn nbd(
     Ok(stats.errors == 0)
 }
 
+/// `aoebench flood`: one bounded flood; prints its report as JSON.
+fn flood(
+    iface: &str,
+    target: TargetAddr,
+    kind: ethershelf_bench::flood::FloodKind,
+    rate: u64,
+    duration: f64,
+    keep: &[String],
+    seed: u64,
+) -> Result<bool, String> {
+    let keep = keep
+        .iter()
+        .map(|m| m.parse().map_err(|e| format!("--keep: {e}")))
+        .collect::<Result<Vec<ethershelf::wire::MacAddr>, String>>()?;
+    if !(0.0..=600.0).contains(&duration) {
+        return Err("--duration must be at most 10m".into());
+    }
+    let options = ethershelf_bench::flood::FloodOptions {
+        kind,
+        shelf: target.shelf,
+        slot: target.slot,
+        rate: (rate > 0).then_some(rate),
+        duration: Duration::from_secs_f64(duration),
+        keep,
+        seed,
+    };
+    let sock = AoeSocket::open(iface).map_err(|e| e.to_string())?;
+    let report = ethershelf_bench::flood::flood(&sock, &options).map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let cli: Cli = ethershelf::docs::parse("1");
     let result = match cli.command {
@@ -463,6 +525,15 @@ fn main() -> ExitCode {
             socket,
             duration,
         } => nbd(target, &ifaces, &socket, duration),
+        Command::Flood {
+            iface,
+            target,
+            kind,
+            rate,
+            duration,
+            keep,
+            seed,
+        } => flood(&iface, target, kind, rate, duration, &keep, seed),
         Command::NullTarget {
             iface,
             shelf,

@@ -1,5 +1,7 @@
 //! The perf lab: one shelf namespace and one host namespace joined by a veth pair, created
 //! here and removed on drop; processes started pinned to a CPU and stopped by PID.
+//! Shared by every perf binary; each uses part of it.
+#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +14,12 @@ pub const HOST_NS: &str = "esperf-h";
 pub const SHELF_IF: &str = "esp-s0";
 /// Host-side interface.
 pub const HOST_IF: &str = "esp-h0";
+/// A second host (the flooding one), on its own link to a second shelf port.
+pub const HOST2_NS: &str = "esperf-h2";
+/// The shelf's second port.
+pub const SHELF_IF2: &str = "esp-s1";
+/// The second host's interface.
+pub const HOST2_IF: &str = "esp-h1";
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let o = Command::new("ip")
@@ -108,8 +116,22 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Adds a second host namespace on its own link to a second shelf port.
+    pub fn add_second_host(&self, mtu: u32) -> Result<(), String> {
+        ip(&["netns", "add", HOST2_NS])?;
+        ip(&[
+            "link", "add", SHELF_IF2, "type", "veth", "peer", "name", HOST2_IF,
+        ])?;
+        ip(&["link", "set", SHELF_IF2, "netns", SHELF_NS])?;
+        ip(&["link", "set", HOST2_IF, "netns", HOST2_NS])?;
+        let m = mtu.to_string();
+        ip(&["-n", SHELF_NS, "link", "set", SHELF_IF2, "mtu", &m, "up"])?;
+        ip(&["-n", HOST2_NS, "link", "set", HOST2_IF, "mtu", &m, "up"])?;
+        Ok(())
+    }
+
     fn remove() {
-        for ns in [SHELF_NS, HOST_NS] {
+        for ns in [SHELF_NS, HOST_NS, HOST2_NS] {
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
