@@ -188,3 +188,179 @@ fn a_flood_of_state_changes_and_broadcasts_is_limited_and_others_keep_working() 
     assert_eq!(config_on_disk(&state), b"calm");
     assert!(lab.stop().success());
 }
+
+/// One random AoE request from `src`: any command, valid or not, to LUN 0, LUN 1 or the
+/// wildcards, sometimes truncated, sometimes a retransmission of an earlier tag.
+fn random_request(ini: &RawInitiator, src: MacAddr, r: &mut impl FnMut() -> u64) -> Vec<u8> {
+    let shelf = match r() % 8 {
+        0 => 0xFFFF,
+        1 => SHELF + 1,
+        _ => SHELF,
+    };
+    let slot = match r() % 6 {
+        0 => 0xFF,
+        1 => 7,
+        n => (n % 2) as u8,
+    };
+    let tag = (r() % 64) as u32; // a small tag space: plenty of retransmissions
+    let command = match r() % 5 {
+        0 => AoeCommand::Ata,
+        1 => AoeCommand::QueryConfig,
+        2 => AoeCommand::MacMask,
+        3 => AoeCommand::Reserve,
+        _ => AoeCommand::Other((r() % 256) as u8),
+    };
+    let mut f = ini.header(Some(src), MacAddr::BROADCAST, shelf, slot, command, tag);
+    match command {
+        AoeCommand::Ata => {
+            let ops = [
+                0x20u8,
+                0x24,
+                0x30,
+                0x34,
+                0xEC,
+                0xE7,
+                0xEA,
+                0xB0,
+                0xE5,
+                (r() % 256) as u8,
+            ];
+            let op = ops[(r() % ops.len() as u64) as usize];
+            let count = (r() % 20) as u8;
+            let lba = r() % 5000;
+            let data = if matches!(op, 0x30 | 0x34) {
+                vec![(r() % 256) as u8; 512 * (r() % 3) as usize]
+            } else {
+                vec![]
+            };
+            let ext = r() % 2 == 0;
+            f = ini.ata(Some(src), shelf, slot, tag, op, ext, lba, count, &data);
+        }
+        AoeCommand::QueryConfig => {
+            let len = (r() % 1100) as usize;
+            let ccmd = (r() % 8) as u8;
+            f.extend_from_slice(&[0, 0, 0, 0, 0x10 | ccmd]);
+            f.extend_from_slice(&(len as u16).to_be_bytes());
+            f.extend((0..len.min(1000)).map(|i| b'a' + (i % 26) as u8));
+        }
+        AoeCommand::MacMask => {
+            let n = (r() % 6) as u8;
+            f.extend_from_slice(&[0, (r() % 3) as u8, 0, n]);
+            for _ in 0..n {
+                f.extend_from_slice(&[0, (r() % 4) as u8, 2, 0x77, 0, 0, 0, (r() % 8) as u8]);
+            }
+        }
+        AoeCommand::Reserve => {
+            let n = (r() % 4) as u8;
+            f.extend_from_slice(&[(r() % 4) as u8, n]);
+            for _ in 0..n {
+                f.extend_from_slice(&[2, 0x77, 0, 0, 0, (r() % 8) as u8]);
+            }
+        }
+        AoeCommand::Other(_) => f.extend((0..(r() % 40)).map(|_| r() as u8)),
+    }
+    if r() % 10 == 0 && f.len() > 16 {
+        let cut = 14 + (r() as usize % (f.len() - 14));
+        f.truncate(cut);
+    }
+    if r() % 20 == 0 && f.len() > 14 {
+        f[14] |= 0x08; // a response: must be ignored
+    }
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+#[test]
+fn random_hostile_sequences_from_several_hosts_never_disturb_a_good_host() {
+    let mut lab = Lab::new(2, 9000);
+    let d0 = lab.disk("d0.img", 4 << 20);
+    let d1 = lab.disk("d1.img", 4 << 20);
+    // LUN 0 belongs to the good host: the wire may not edit its mask or reservations. LUN 1
+    // is open to everything the protocol allows.
+    let cfg = lab.config(SHELF, &[(0, &d0), (1, &d1)], "");
+    let yaml = std::fs::read_to_string(&cfg).unwrap().replacen(
+        &format!("    file: {}\n", d0.display()),
+        &format!(
+            "    file: {}\n    access: {{ wire_admin: refuse }}\n",
+            d0.display()
+        ),
+        1,
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let good = lab.raw(0);
+    let bad = lab.raw(1);
+    let hostile: Vec<MacAddr> = (1..=6).map(|i| MacAddr([0x02, 0x77, 0, 0, 0, i])).collect();
+    let mut seed = 0x5eed_1234_u64;
+    let mut r = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let rss_before = lab.shelf_rss_kib();
+    let start = Instant::now();
+    let mut checks = 0u32;
+    for round in 0..1500u32 {
+        if start.elapsed() > Duration::from_secs(40) {
+            break;
+        }
+        for _ in 0..100 {
+            let src = hostile[(r() % hostile.len() as u64) as usize];
+            bad.send(&random_request(&bad, src, &mut r));
+        }
+        // The good host writes a block and reads it back: every answer must be right.
+        let lba = u64::from(round % 64) * 8;
+        let data: Vec<u8> = (0..1024u32).map(|i| (i as u8) ^ (round as u8)).collect();
+        let tag = 0x4000_0000 | (round << 4);
+        let mut reply = None;
+        for attempt in 0..3 {
+            good.send(&good.ata(None, SHELF, 0, tag + attempt, 0x34, true, lba, 2, &data));
+            reply = good.recv_tag(tag + attempt, Duration::from_secs(2));
+            if reply.is_some() {
+                break;
+            }
+        }
+        let w =
+            reply.unwrap_or_else(|| panic!("round {round}: the good host's write got no answer"));
+        assert_eq!(common::raw::ata_regs(&w), (0x40, 0), "round {round}: write");
+        good.send(&good.ata(None, SHELF, 0, tag + 8, 0x24, true, lba, 2, &[]));
+        let rd = good
+            .recv_tag(tag + 8, Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("round {round}: the good host's read got no answer"));
+        assert_eq!(common::raw::ata_regs(&rd), (0x40, 0), "round {round}: read");
+        assert_eq!(
+            &rd[36..36 + 1024],
+            &data[..],
+            "round {round}: read back what was written"
+        );
+        checks += 1;
+    }
+    assert!(checks >= 200, "only {checks} rounds in 40 s");
+    // Bounded memory, valid state files, and a clean stop.
+    let rss_after = lab.shelf_rss_kib();
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "memory grew from {rss_before} to {rss_after} KiB"
+    );
+    for slot in 0..2 {
+        let path = lab
+            .dir
+            .join("state")
+            .join(format!("lun-{SHELF}.{slot}.json"));
+        if path.exists() {
+            let state = ethershelf::lun::StateFile::load(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .unwrap();
+            assert!(state.mask.len() <= 255 && state.reserve.len() <= 255);
+            if slot == 0 {
+                assert!(
+                    state.mask.is_empty() && state.reserve.is_empty(),
+                    "LUN 0 refuses wire edits"
+                );
+            }
+        }
+    }
+    assert!(!lab.log_text().contains("panicked"), "{}", lab.log_text());
+    assert!(lab.stop().success());
+}

@@ -23,6 +23,14 @@ pub const BROADCAST_BURST: u64 = 200;
 /// Broadcast queries per second from all hosts together.
 pub const SHELF_BROADCAST_RATE: u64 = 5_000;
 
+/// Other non-I/O commands (config/mask/reserve reads, IDENTIFY, SMART...) one host may send
+/// per second (a real initiator sends a handful at discovery)...
+pub const CONTROL_RATE: u64 = 500;
+/// ...with bursts of this many.
+pub const CONTROL_BURST: u64 = 1000;
+/// Other non-I/O commands per second from all hosts together.
+pub const SHELF_CONTROL_RATE: u64 = 20_000;
+
 /// A token bucket in thousandths of a token.
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
@@ -59,6 +67,7 @@ struct Host {
     last_seen_ns: u64,
     admin: Bucket,
     broadcast: Bucket,
+    control: Bucket,
 }
 
 /// An entry of the table (kept in a request's slot to give its buffer back).
@@ -69,6 +78,7 @@ pub struct Hosts {
     table: Box<[Host]>,
     shelf_admin: Bucket,
     shelf_broadcast: Bucket,
+    shelf_control: Bucket,
 }
 
 fn key(mac: MacAddr) -> u64 {
@@ -88,6 +98,7 @@ impl Hosts {
             table: vec![Host::default(); ENTRIES].into_boxed_slice(),
             shelf_admin: Bucket::default(),
             shelf_broadcast: Bucket::default(),
+            shelf_control: Bucket::default(),
         }
     }
 
@@ -152,6 +163,16 @@ impl Hosts {
             && self
                 .shelf_admin
                 .take(now_ns, SHELF_ADMIN_RATE, SHELF_ADMIN_RATE)
+    }
+
+    /// May host `id` send another non-I/O command now (its rate and the shelf's)?
+    pub fn control_allowed(&mut self, id: HostId, now_ns: u64) -> bool {
+        self.table[id as usize]
+            .control
+            .take(now_ns, CONTROL_RATE, CONTROL_BURST)
+            && self
+                .shelf_control
+                .take(now_ns, SHELF_CONTROL_RATE, SHELF_CONTROL_RATE)
     }
 
     /// May host `id` send a broadcast query now (its rate and the shelf's)?

@@ -1079,9 +1079,21 @@ impl Worker {
         let sectors = self.ports[port].max_sectors;
         let change = state_change(frame, len, req);
         let admin_refusal = admin_refusal(change, req, &access);
-        if change.is_some() && admin_refusal.is_none() {
+        // Rate limits per host (and shelf-wide): state changes, and every other non-I/O
+        // command. ATA I/O is limited by the buffer shares instead.
+        // (Wildcard queries were counted once against the broadcast limit.)
+        let wildcard = req.slot == 0xFF || req.shelf == 0xFFFF;
+        if req.command != AoeCommand::Ata
+            && admin_refusal.is_none()
+            && (change.is_some() || !wildcard)
+        {
             let host = self.hosts.id(req.src, self.batch_time);
-            if !self.hosts.admin_allowed(host, self.batch_time) {
+            let allowed = if change.is_some() {
+                self.hosts.admin_allowed(host, self.batch_time)
+            } else {
+                self.hosts.control_allowed(host, self.batch_time)
+            };
+            if !allowed {
                 self.drop_frame(port, slot, DropReason::RateLimited);
                 return false;
             }
@@ -1217,6 +1229,16 @@ impl Worker {
             );
             self.send(port, slot, n);
             return true;
+        }
+        if matches!(
+            decoded,
+            Ok(AtaCommand::Identify | AtaCommand::CheckPowerMode | AtaCommand::Smart(_))
+        ) {
+            let host = self.hosts.id(req.src, self.batch_time);
+            if !self.hosts.control_allowed(host, self.batch_time) {
+                self.drop_frame(port, slot, DropReason::RateLimited);
+                return false;
+            }
         }
         if let Some(right) = data_right(&decoded) {
             if !access.rights.allows(req.src, right) {

@@ -306,6 +306,22 @@ impl Lab {
         }
     }
 
+    /// The running shelf's PID.
+    pub fn shelf_pid(&self) -> Option<u32> {
+        self.shelf.as_ref().map(Child::id)
+    }
+
+    /// The running shelf's resident memory in KiB.
+    pub fn shelf_rss_kib(&self) -> u64 {
+        let pid = self.shelf_pid().expect("shelf running");
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS of the shelf")
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
