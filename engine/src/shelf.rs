@@ -337,6 +337,7 @@ pub fn open_ports(config: &Config) -> Result<Vec<WorkerPort>, ShelfError> {
             ports.push(WorkerPort {
                 io,
                 max_sectors,
+                sectors_cap: p.max_sectors,
                 queue: socket.queue,
                 mode: socket.mode,
                 announces: n == 0,
@@ -580,6 +581,8 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
         config.ports.len()
     ));
     worker.set_persist_wake(persist_wake);
+    let links = crate::net::watch::start(worker.port_names()).map_err(ShelfError::Worker)?;
+    worker.set_link_states(links);
     let result = worker.run();
     crate::systemd::notify("STOPPING=1");
     if !persister.flush(std::time::Duration::from_secs(10)) {

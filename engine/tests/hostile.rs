@@ -364,3 +364,61 @@ fn random_hostile_sequences_from_several_hosts_never_disturb_a_good_host() {
     assert!(!lab.log_text().contains("panicked"), "{}", lab.log_text());
     assert!(lab.stop().success());
 }
+
+/// The sector count in a Query Config reply or announcement.
+fn sectors_of(reply: &[u8]) -> u8 {
+    ConfigPacket::new_checked(&reply[AOE_HEADER_LEN..])
+        .unwrap()
+        .sector_count()
+}
+
+/// The announcements (unsolicited Query Config replies, tag 0) among `frames`, as sector counts.
+fn announcements(frames: &[Vec<u8>]) -> Vec<u8> {
+    frames
+        .iter()
+        .filter(|f| {
+            AoeFrame::new_checked(&f[..])
+                .is_ok_and(|a| a.command() == AoeCommand::QueryConfig && a.tag() == 0)
+        })
+        .map(|f| sectors_of(f))
+        .collect()
+}
+
+#[test]
+fn mtu_and_link_changes_are_followed_at_run_time() {
+    let mut lab = Lab::new(1, 9000);
+    let d0 = lab.disk("d0.img", 4 << 20);
+    let cfg = lab.config(SHELF, &[(0, &d0)], "");
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    let host = lab.raw(0);
+    let r = host.query_config(SHELF, 0, 1).expect("config");
+    assert_eq!(sectors_of(&r), 17, "jumbo frames: 17 sectors");
+    let r = host.ata_io(SHELF, 0, 2, 0x24, true, 0, 17, &[]);
+    assert_eq!(common::raw::ata_regs(&r), (0x40, 0));
+    // The MTU drops to 1500 on both ends.
+    let (s, h) = (lab.shelf_if(0).to_string(), lab.host_if(0).to_string());
+    run(&["ip", "-n", &lab.shelf_ns, "link", "set", &s, "mtu", "1500"]);
+    run(&["ip", "-n", &lab.hosts[0], "link", "set", &h, "mtu", "1500"]);
+    let heard = announcements(&host.recv_all(Duration::from_secs(2)));
+    assert!(
+        heard.contains(&2),
+        "an announcement with the new count: {heard:?}"
+    );
+    let r = host.query_config(SHELF, 0, 3).expect("config");
+    assert_eq!(sectors_of(&r), 2);
+    // A request sized for the old MTU is refused, never answered with a frame too big.
+    let r = host.ata_io(SHELF, 0, 4, 0x24, true, 0, 17, &[]);
+    assert_eq!(common::raw::ata_regs(&r), (0x41, 0x04), "ABRT");
+    let r = host.ata_io(SHELF, 0, 5, 0x24, true, 0, 2, &[]);
+    assert_eq!(common::raw::ata_regs(&r), (0x40, 0));
+    // The link goes down and comes back: the shelf announces itself again.
+    run(&["ip", "-n", &lab.shelf_ns, "link", "set", &s, "down"]);
+    std::thread::sleep(Duration::from_millis(800));
+    run(&["ip", "-n", &lab.shelf_ns, "link", "set", &s, "up"]);
+    let heard = announcements(&host.recv_all(Duration::from_secs(3)));
+    assert!(!heard.is_empty(), "announced after the link came back");
+    let r = host.ata_io(SHELF, 0, 6, 0x24, true, 0, 2, &[]);
+    assert_eq!(common::raw::ata_regs(&r), (0x40, 0));
+    assert!(lab.log_text().contains("port MTU changed"));
+    assert!(lab.stop().success());
+}

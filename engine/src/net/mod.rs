@@ -5,6 +5,7 @@
 mod iface;
 mod packet;
 mod select;
+pub mod watch;
 pub mod xdp;
 
 pub use iface::Interface;

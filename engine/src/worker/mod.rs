@@ -176,6 +176,8 @@ pub struct Worker {
     hosts: hosts::Hosts,
     /// Heartbeat for the watchdog.
     liveness: Arc<Liveness>,
+    /// MTU and link state of each port view's interface (same order as `ports`).
+    links: Vec<Arc<crate::net::watch::LinkState>>,
     /// Readable when the persister made state changes durable.
     persist_wake: Option<crate::lun::PersistWake>,
     /// Replies built but held until their LUN's state change is on disk.
@@ -328,6 +330,7 @@ impl Worker {
             admin,
             console_user: String::from("console"),
             hosts: hosts::Hosts::new(),
+            links: Vec::new(),
             liveness: Arc::new(Liveness {
                 beat: Default::default(),
                 queue_workers_ok: std::sync::atomic::AtomicBool::new(true),
@@ -649,6 +652,7 @@ impl Worker {
                             .queue_workers_ok
                             .store(ok, std::sync::atomic::Ordering::Relaxed);
                         self.raid_tick();
+                        self.apply_link_changes();
                         self.push_sqe(opcode::Timeout::new(&tick).build().user_data(UD_TICK));
                     }
                     UD_ADMIN => {
@@ -716,6 +720,48 @@ impl Worker {
                 }
                 return Ok(());
             }
+        }
+    }
+
+    /// The interface of each port view, in order.
+    pub fn port_names(&self) -> Vec<String> {
+        self.ports.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// Gives the worker the link watch's states (one per port view, in order).
+    pub fn set_link_states(&mut self, links: Vec<Arc<crate::net::watch::LinkState>>) {
+        for (p, l) in self.ports.iter_mut().zip(&links) {
+            p.link_generation = l.generation();
+        }
+        self.links = links;
+    }
+
+    /// Applies MTU and link changes the watch saw: new sector counts, and announcements
+    /// after an MTU change or a link coming back.
+    fn apply_link_changes(&mut self) {
+        let mut announce = false;
+        for p in 0..self.ports.len().min(self.links.len()) {
+            let link = &self.links[p];
+            let generation = link.generation();
+            if generation == self.ports[p].link_generation {
+                continue;
+            }
+            let (mtu, up) = (link.mtu(), link.up());
+            let view = &mut self.ports[p];
+            view.link_generation = generation;
+            if mtu != view.mtu && mtu > 0 {
+                let sectors = view.sectors_for(mtu);
+                tracing::warn!(port = %view.name, queue = view.queue, old_mtu = view.mtu, mtu, sectors_per_frame = sectors, "port MTU changed: advertising the new sector count");
+                view.mtu = mtu;
+                view.max_sectors = sectors;
+                announce = true;
+            }
+            if up {
+                announce = true;
+            }
+        }
+        if announce {
+            self.announce();
         }
     }
 

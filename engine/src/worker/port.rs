@@ -10,6 +10,8 @@ pub struct WorkerPort {
     pub io: Box<dyn FrameIo + Send>,
     /// Sectors per frame advertised on this port.
     pub max_sectors: u8,
+    /// The configured cap on sectors per frame (the MTU may allow more).
+    pub sectors_cap: Option<u8>,
     /// Receive queue served (AF_XDP; 0 for AF_PACKET).
     pub queue: u32,
     /// "xdp" or "packet".
@@ -29,6 +31,10 @@ pub struct PortView {
     pub mtu: u32,
     /// Sectors per frame advertised on this port.
     pub max_sectors: u8,
+    /// The configured cap on sectors per frame.
+    pub sectors_cap: Option<u8>,
+    /// The link watch's generation last applied.
+    pub link_generation: u64,
     /// Receive queue served.
     pub queue: u32,
     /// "xdp" or "packet".
@@ -49,6 +55,8 @@ impl PortView {
             mac: port.io.mac(),
             mtu: port.io.mtu(),
             max_sectors: port.max_sectors,
+            sectors_cap: port.sectors_cap,
+            link_generation: 0,
             queue: port.queue,
             mode: port.mode,
             announces: port.announces,
@@ -66,6 +74,13 @@ impl PortView {
         } else {
             (view, Some(port))
         }
+    }
+
+    /// Sectors per frame an MTU allows on this port (at least 1: 0 would mean 2 to an
+    /// initiator).
+    pub fn sectors_for(&self, mtu: u32) -> u8 {
+        let by_mtu = crate::wire::max_sectors_for_mtu(mtu).max(1);
+        self.sectors_cap.map_or(by_mtu, |cap| cap.min(by_mtu))
     }
 
     /// The largest frame this port carries (MTU plus the Ethernet header).
