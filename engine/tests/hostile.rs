@@ -422,3 +422,37 @@ fn mtu_and_link_changes_are_followed_at_run_time() {
     assert!(lab.log_text().contains("port MTU changed"));
     assert!(lab.stop().success());
 }
+
+#[test]
+fn a_hanging_member_stalls_only_its_own_lun() {
+    use common::raid::{ctl, raid_lab, MIB};
+    let mut lab = Lab::new(2, 1500);
+    let (cfg, _) = raid_lab(&lab, 2, 0, 16 * MIB, ", clean: true");
+    let file = lab.disk("file.img", 16 * MIB);
+    let mut yaml = std::fs::read_to_string(&cfg).unwrap();
+    yaml += &format!("  - slot: 1\n    file: {}\n", file.display());
+    std::fs::write(&cfg, yaml).unwrap();
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    // Role 1 of the array stops answering (a disk stuck in its 30 s timeouts).
+    ctl(&lab, "inject 0.1 hang");
+    let b = lab.raw(1);
+    let data = vec![0x5au8; 1024];
+    b.send(&b.ata(None, 1, 0, 42, 0x34, true, 64, 2, &data));
+    assert!(
+        b.recv_tag(42, Duration::from_millis(1500)).is_none(),
+        "the array's write waits for its hung member"
+    );
+    // The file LUN next to it keeps serving host A, verified.
+    let job = verified_clean(
+        lab.verified_io(0, "1.1", 4, "randrw"),
+        "LUN 1 beside a hung array",
+    );
+    assert!(job["verified_blocks"].as_u64().unwrap() > 100, "{job}");
+    // The member comes back: the held write completes and is answered.
+    ctl(&lab, "inject 0.1 off");
+    let r = b
+        .recv_tag(42, Duration::from_secs(5))
+        .expect("answered once the member is back");
+    assert_eq!(common::raw::ata_regs(&r), (0x40, 0));
+    assert!(lab.stop().success());
+}
