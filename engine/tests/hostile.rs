@@ -456,3 +456,52 @@ fn a_hanging_member_stalls_only_its_own_lun() {
     assert_eq!(common::raw::ata_regs(&r), (0x40, 0));
     assert!(lab.stop().success());
 }
+
+#[test]
+fn a_member_whose_writes_crawl_stalls_only_its_own_array() {
+    use common::raid::{raid_lab, MIB};
+    let mut lab = Lab::new(2, 1500);
+    let (cfg, disks) = raid_lab(&lab, 2, 0, 24 * MIB, ", clean: true");
+    // Role 0 lives on the fault filesystem; a file LUN sits beside the array.
+    let backing = lab.dir.join("fuse-backing");
+    std::fs::create_dir_all(&backing).unwrap();
+    std::fs::rename(&disks[0], backing.join("d0.img")).unwrap();
+    let fuse = FaultFs::mount(&backing, &lab.dir.join("fuse"));
+    let on_fuse = fuse.mount.join("d0.img");
+    let file = lab.disk("file.img", 16 * MIB);
+    let mut yaml = std::fs::read_to_string(&cfg).unwrap().replace(
+        &disks[0].display().to_string(),
+        &on_fuse.display().to_string(),
+    );
+    yaml += &format!("  - slot: 1\n    file: {}\n", file.display());
+    std::fs::write(&cfg, yaml).unwrap();
+    lab.start(&["serve", "-c", cfg.to_str().unwrap()]);
+    // From now on every write and fsync on role 0 takes 4 s (a disk in its timeouts).
+    std::fs::write(backing.join("d0.img.slow"), b"4000").unwrap();
+    let b = lab.raw(1);
+    let data = vec![0xa5u8; 1024];
+    // A write into a fresh region: its bitmap mark must reach both members first.
+    let lba = 12 * MIB / 512;
+    b.send(&b.ata(None, 1, 0, 77, 0x34, true, lba, 2, &data));
+    assert!(
+        b.recv_tag(77, Duration::from_millis(1500)).is_none(),
+        "the array's write waits for its mark"
+    );
+    // Meanwhile the file LUN serves host A at full speed: the worker never waits for the
+    // crawling member's bitmap write.
+    let job = verified_clean(
+        lab.verified_io(0, "1.1", 4, "randrw"),
+        "LUN 1 beside a crawling member",
+    );
+    assert!(job["verified_blocks"].as_u64().unwrap() > 500, "{job}");
+    std::fs::remove_file(backing.join("d0.img.slow")).unwrap();
+    let r = b
+        .recv_tag(77, Duration::from_secs(20))
+        .expect("the write is answered once its mark and data are down");
+    assert_eq!(common::raw::ata_regs(&r), (0x40, 0));
+    b.send(&b.ata(None, 1, 0, 78, 0x24, true, lba, 2, &[]));
+    let r = b.recv_tag(78, Duration::from_secs(5)).expect("read back");
+    assert_eq!(&r[36..36 + 1024], &data[..]);
+    assert!(lab.stop().success());
+    drop(fuse);
+}

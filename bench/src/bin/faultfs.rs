@@ -3,7 +3,8 @@
 //! until a marker file `NAME.fail` appears in the backing directory: from then on every I/O
 //! on `NAME` fails with EIO, returned by the kernel to whoever uses the file (a RAID member,
 //! say). Remove the marker and the file works again. Files are opened with direct I/O, so no
-//! page cache hides the failure. The filesystem unmounts itself on SIGINT/SIGTERM or after
+//! page cache hides the failure. A marker `NAME.slow` (holding milliseconds) makes each write
+//! and fsync of NAME take that long instead. The filesystem unmounts itself on SIGINT/SIGTERM or after
 //! `--duration` seconds.
 
 use clap::Parser;
@@ -49,6 +50,14 @@ impl FaultFs {
     fn entry(&self, ino: u64) -> Option<&Entry> {
         ino.checked_sub(2)
             .and_then(|i| self.entries.get(i as usize))
+    }
+
+    /// `NAME.slow` holds milliseconds: each write and fsync of NAME then takes that long
+    /// (answered from its own thread, so the filesystem stays responsive: a disk stuck in
+    /// its timeouts, not a hung mount).
+    fn slow(&self, e: &Entry) -> Option<Duration> {
+        let text = std::fs::read_to_string(self.backing.join(format!("{}.slow", e.name))).ok()?;
+        Some(Duration::from_millis(text.trim().parse().unwrap_or(2000)))
     }
 
     fn failing(&self, e: &Entry) -> bool {
@@ -158,6 +167,17 @@ impl Filesystem for FaultFs {
         if self.failing(e) {
             return reply.error(libc::EIO);
         }
+        if let (Some(delay), Ok(file)) = (self.slow(e), e.file.try_clone()) {
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                match file.write_all_at(&data, offset as u64) {
+                    Ok(()) => reply.written(data.len() as u32),
+                    Err(err) => reply.error(err.raw_os_error().unwrap_or(libc::EIO)),
+                }
+            });
+            return;
+        }
         match e.file.write_all_at(data, offset as u64) {
             Ok(()) => reply.written(data.len() as u32),
             Err(err) => reply.error(err.raw_os_error().unwrap_or(libc::EIO)),
@@ -181,6 +201,16 @@ impl Filesystem for FaultFs {
         };
         if self.failing(e) {
             return reply.error(libc::EIO);
+        }
+        if let (Some(delay), Ok(file)) = (self.slow(e), e.file.try_clone()) {
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                match file.sync_data() {
+                    Ok(()) => reply.ok(),
+                    Err(err) => reply.error(err.raw_os_error().unwrap_or(libc::EIO)),
+                }
+            });
+            return;
         }
         match e.file.sync_data() {
             Ok(()) => reply.ok(),

@@ -12,6 +12,7 @@ pub mod console;
 mod handoff;
 mod hosts;
 mod merge;
+mod meta;
 mod ordering;
 mod port;
 pub mod queue;
@@ -55,6 +56,7 @@ const UD_PEER: u64 = 8 << 56;
 const UD_VEC: u64 = 9 << 56;
 const UD_MVEC: u64 = 10 << 56;
 const UD_PERSIST: u64 = 11 << 56;
+const UD_META: u64 = 12 << 56;
 /// Replies waiting for their state change to be durable, at most (more: dropped as busy,
 /// the host retransmits).
 const PARKED_MAX: usize = 256;
@@ -176,6 +178,8 @@ pub struct Worker {
     hosts: hosts::Hosts,
     /// Heartbeat for the watchdog.
     liveness: Arc<Liveness>,
+    /// Writes RAID bitmaps off the worker thread.
+    meta: meta::MetaWriter,
     /// MTU and link state of each port view's interface (same order as `ports`).
     links: Vec<Arc<crate::net::watch::LinkState>>,
     /// Readable when the persister made state changes durable.
@@ -331,6 +335,7 @@ impl Worker {
             console_user: String::from("console"),
             hosts: hosts::Hosts::new(),
             links: Vec::new(),
+            meta: meta::MetaWriter::start()?,
             liveness: Arc::new(Liveness {
                 beat: Default::default(),
                 queue_workers_ok: std::sync::atomic::AtomicBool::new(true),
@@ -597,6 +602,7 @@ impl Worker {
             self.arm_peer(k);
         }
         self.arm_persist_wake();
+        self.arm_meta_wake();
         let mut stopping = false;
         let mut completions: Vec<(u64, i32)> = Vec::with_capacity(self.slots.len() + nports + 4);
         loop {
@@ -663,6 +669,10 @@ impl Worker {
                                 .user_data(UD_ADMIN);
                             self.push_sqe(sqe);
                         }
+                    }
+                    UD_META => {
+                        self.bitmap_writes_done();
+                        self.arm_meta_wake();
                     }
                     UD_PERSIST => {
                         if let Some(w) = &self.persist_wake {
@@ -773,6 +783,13 @@ impl Worker {
     /// Gives the worker the persister's wake-up (before `run`).
     pub fn set_persist_wake(&mut self, wake: crate::lun::PersistWake) {
         self.persist_wake = Some(wake);
+    }
+
+    fn arm_meta_wake(&mut self) {
+        let sqe = opcode::PollAdd::new(types::Fd(self.meta.wake_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(UD_META);
+        self.push_sqe(sqe);
     }
 
     fn arm_persist_wake(&mut self) {

@@ -83,7 +83,7 @@ pub struct SyncSlot {
 }
 
 /// Per-array bookkeeping the worker keeps beside the array.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ArrayPace {
     /// Sync bytes still allowed in this tick.
     pub budget: i64,
@@ -91,6 +91,12 @@ pub struct ArrayPace {
     pub client_ios: u64,
     /// Ticks since the rebuild checkpoint was last persisted.
     pub since_checkpoint: u32,
+    /// A bitmap write of this array is with the metadata writer.
+    pub bitmap_in_flight: bool,
+    /// Another bitmap write is wanted once that one is done.
+    pub bitmap_again: bool,
+    /// Client writes waiting for their regions' mark (slots).
+    pub bitmap_waiting: Vec<u32>,
 }
 
 /// A member I/O held by an injected hang.
@@ -235,6 +241,17 @@ impl Worker {
         let Some(array) = self.arrays[t].as_mut() else {
             return;
         };
+        // A write into a region not yet durably marked dirty waits for the metadata writer
+        // (the mark reaches every member before the data; the worker never waits for it).
+        if kind == RequestKind::Write
+            && array.roles.iter().any(|r| r.dev.is_some())
+            && array.intent.needs_mark(s.lba, s.count as u64)
+        {
+            array.intent.hold(s.lba, s.count as u64);
+            self.pace[t].bitmap_waiting.push(slot);
+            self.queue_bitmap(t);
+            return;
+        }
         self.pace[t].client_ios += 1;
         let durable = self.targets[t].writethrough;
         let mut req = Request::new(kind, s.lba, s.count, durable);
@@ -248,6 +265,50 @@ impl Worker {
         self.raid_ops = ops;
         if let Progress::Done { success } = progress {
             self.raid_finish(slot, success);
+        }
+    }
+
+    /// Sends target `t`'s array's current bitmap to the metadata writer (or asks for another
+    /// write once the one in flight is done).
+    pub(super) fn queue_bitmap(&mut self, t: usize) {
+        if self.pace[t].bitmap_in_flight {
+            self.pace[t].bitmap_again = true;
+            return;
+        }
+        let Some(a) = self.arrays[t].as_mut() else {
+            return;
+        };
+        let job = a.bitmap_job(false);
+        let uuid = a.uuid();
+        self.pace[t].bitmap_in_flight = true;
+        self.pace[t].bitmap_again = false;
+        self.meta.send(t as u16, uuid, job);
+    }
+
+    /// Applies finished bitmap writes and lets the writes that waited for them go.
+    pub(super) fn bitmap_writes_done(&mut self) {
+        for (t, uuid, done) in self.meta.finished() {
+            let t = t as usize;
+            let Some(a) = self.arrays.get_mut(t).and_then(Option::as_mut) else {
+                continue;
+            };
+            if a.uuid() != uuid {
+                continue; // the array was replaced meanwhile
+            }
+            a.bitmap_done(&done);
+            self.pace[t].bitmap_in_flight = false;
+            let waiting = std::mem::take(&mut self.pace[t].bitmap_waiting);
+            for slot in waiting {
+                let s = self.slots[slot as usize];
+                if let Some(a) = self.arrays[t].as_mut() {
+                    a.intent.unhold(s.lba, s.count as u64);
+                }
+                self.raid_submit(slot);
+            }
+            if self.pace[t].bitmap_again && !self.pace[t].bitmap_in_flight {
+                self.queue_bitmap(t);
+            }
+            self.publish_health(t);
         }
     }
 
@@ -399,8 +460,11 @@ impl Worker {
                     a.fail_if_shrunk(m);
                 }
             }
-            if tick % super::TICKS_PER_SECOND == 0 {
-                a.clear_idle_regions(tick, 5 * super::TICKS_PER_SECOND, writeback);
+            if tick % super::TICKS_PER_SECOND == 0 && !self.pace[t].bitmap_in_flight {
+                if let Some(job) = a.clear_idle_job(tick, 5 * super::TICKS_PER_SECOND, writeback) {
+                    self.pace[t].bitmap_in_flight = true;
+                    self.meta.send(t as u16, a.uuid(), job);
+                }
             }
             if a.sync.as_ref().is_some_and(|j| j.kind == SyncKind::Rebuild) {
                 self.pace[t].since_checkpoint += 1;

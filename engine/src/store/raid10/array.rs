@@ -183,6 +183,78 @@ pub struct Array {
     pub direct_fallbacks: u64,
     /// Per role, the last event at which it was in sync (written into every superblock).
     seen: [u64; MAX_MEMBERS],
+    /// Version of the newest bitmap write assigned (synchronous or queued).
+    pub(super) bitmap_version: u64,
+    /// Version of the newest bitmap on the members, shared with the metadata writer: a
+    /// queued write older than what is already there is skipped, never written over it.
+    bitmap_written: std::sync::Arc<parking_lot::Mutex<u64>>,
+}
+
+/// A bitmap write handed to the metadata writer thread (the worker never waits for it).
+pub struct BitmapJob {
+    /// Version: written only if newer than what the members hold.
+    pub version: u64,
+    /// The bits it records.
+    pub snapshot: Vec<bool>,
+    /// The on-disk block.
+    pub block: Vec<u8>,
+    /// The live members (role, their own descriptor).
+    pub members: Vec<(usize, std::fs::File)>,
+    /// Make the members' data stable before writing (a clear in write-back mode).
+    pub flush_first: bool,
+    /// The array's newest written version.
+    pub written: std::sync::Arc<parking_lot::Mutex<u64>>,
+}
+
+/// What became of a [`BitmapJob`].
+#[derive(Debug, Clone)]
+pub struct BitmapDone {
+    /// The job's version.
+    pub version: u64,
+    /// The job's bits.
+    pub snapshot: Vec<bool>,
+    /// Roles whose write (or flush) failed.
+    pub failed: Vec<usize>,
+    /// A newer bitmap was already on the members: nothing written.
+    pub superseded: bool,
+    /// Members that took it.
+    pub written_to: usize,
+}
+
+impl BitmapJob {
+    /// Writes the job (on the metadata writer thread): flush if asked, then the block to
+    /// every member with an fdatasync, unless a newer version is already there.
+    pub fn run(self) -> BitmapDone {
+        let mut failed = Vec::new();
+        let mut written_to = 0;
+        let mut newest = self.written.lock();
+        let superseded = *newest >= self.version;
+        if !superseded {
+            for (role, f) in &self.members {
+                use std::os::unix::fs::FileExt;
+                let flushed = !self.flush_first || f.sync_data().is_ok();
+                let ok = flushed
+                    && f.write_all_at(&self.block, super::bitmap::BITMAP_OFFSET)
+                        .is_ok()
+                    && f.sync_data().is_ok();
+                if ok {
+                    written_to += 1;
+                } else {
+                    failed.push(*role);
+                }
+            }
+            if written_to > 0 {
+                *newest = self.version;
+            }
+        }
+        BitmapDone {
+            version: self.version,
+            snapshot: self.snapshot,
+            failed,
+            superseded,
+            written_to,
+        }
+    }
 }
 
 impl fmt::Debug for Array {
@@ -488,6 +560,8 @@ impl Array {
             0
         };
         let mut array = Array {
+            bitmap_version: 0,
+            bitmap_written: Default::default(),
             label: label.to_string(),
             uuid: newest.array_uuid,
             layout,
@@ -555,6 +629,8 @@ impl Array {
             intent.mark_all();
         }
         let mut array = Array {
+            bitmap_version: 0,
+            bitmap_written: Default::default(),
             label: label.to_string(),
             uuid: random_uuid(),
             layout,
@@ -719,7 +795,7 @@ impl Array {
         if writeback {
             self.flush_members();
         }
-        if self.intent.clear_idle(tick, idle) > 0 {
+        if self.intent.clear_idle(tick, idle, self.bitmap_version) > 0 {
             if let Err(e) = self.persist_bitmap() {
                 tracing::error!(lun = %self.label, error = %e, "bitmap update failed");
             }
@@ -816,23 +892,34 @@ impl Array {
         }
     }
 
-    /// Writes the bitmap block to every live member (before the writes it announces).
+    /// Writes the bitmap block to every live member now (before the writes it announces),
+    /// on the calling thread. The worker queues [`Array::bitmap_job`]s instead, except at
+    /// assembly and at the end of a resync.
     pub fn persist_bitmap(&mut self) -> Result<(), ArrayError> {
+        self.bitmap_version += 1;
+        let version = self.bitmap_version;
+        let snapshot = self.intent.snapshot();
         let block = self.intent.encode_block(&self.uuid);
         let mut ok = 0;
         let mut failed = Vec::new();
-        for (r, role) in self.roles.iter().enumerate() {
-            if !matches!(role.state, RoleState::Active | RoleState::Recovering) {
-                continue;
-            }
-            if let Some(d) = &role.dev {
-                match d.write_bitmap(&block) {
-                    Ok(()) => ok += 1,
-                    Err(e) => {
-                        tracing::error!(lun = %self.label, role = r, error = %e, "bitmap write failed");
-                        failed.push(r);
+        {
+            let mut newest = self.bitmap_written.lock();
+            for (r, role) in self.roles.iter().enumerate() {
+                if !matches!(role.state, RoleState::Active | RoleState::Recovering) {
+                    continue;
+                }
+                if let Some(d) = &role.dev {
+                    match d.write_bitmap(&block) {
+                        Ok(()) => ok += 1,
+                        Err(e) => {
+                            tracing::error!(lun = %self.label, role = r, error = %e, "bitmap write failed");
+                            failed.push(r);
+                        }
                     }
                 }
+            }
+            if ok > 0 {
+                *newest = version;
             }
         }
         for r in failed {
@@ -844,7 +931,66 @@ impl Array {
                 self.label
             )));
         }
+        self.intent.written(&snapshot, version);
         Ok(())
+    }
+
+    /// A bitmap write of the current bits for the metadata writer thread.
+    pub fn bitmap_job(&mut self, flush_first: bool) -> BitmapJob {
+        self.bitmap_version += 1;
+        let members = self
+            .roles
+            .iter()
+            .enumerate()
+            .filter(|(_, role)| matches!(role.state, RoleState::Active | RoleState::Recovering))
+            .filter_map(|(r, role)| Some((r, role.dev.as_ref()?.metadata_handle().ok()?)))
+            .collect();
+        BitmapJob {
+            version: self.bitmap_version,
+            snapshot: self.intent.snapshot(),
+            block: self.intent.encode_block(&self.uuid),
+            members,
+            flush_first,
+            written: self.bitmap_written.clone(),
+        }
+    }
+
+    /// Applies what became of a queued bitmap write: members that failed it are failed;
+    /// regions it recorded become durable.
+    pub fn bitmap_done(&mut self, done: &BitmapDone) {
+        for &r in &done.failed {
+            tracing::error!(lun = %self.label, role = r, "bitmap write failed");
+            self.fail_role(r, "bitmap write failed");
+        }
+        if !done.superseded && done.written_to > 0 {
+            self.intent.written(&done.snapshot, done.version);
+        }
+    }
+
+    /// The array's identity.
+    pub fn uuid(&self) -> [u8; 16] {
+        self.uuid
+    }
+
+    /// The newest bitmap version assigned (regions cleared now are cleared after it).
+    pub fn bitmap_version(&self) -> u64 {
+        self.bitmap_version
+    }
+
+    /// Clears the bitmap regions idle for `idle` ticks (not while a resync is owed or runs)
+    /// and returns the bitmap write that records it, for the metadata writer. In write-back
+    /// mode the job makes the members' data stable before it writes.
+    pub fn clear_idle_job(&mut self, tick: u64, idle: u64, writeback: bool) -> Option<BitmapJob> {
+        let resyncing = self.resync_owed
+            || self
+                .sync
+                .as_ref()
+                .is_some_and(|j| j.kind == SyncKind::Resync);
+        if resyncing || self.intent.dirty_count() == 0 {
+            return None;
+        }
+        let version = self.bitmap_version;
+        (self.intent.clear_idle(tick, idle, version) > 0).then(|| self.bitmap_job(writeback))
     }
 
     /// Fails role `r` (I/O error or admin) and records it on the other members before

@@ -28,6 +28,14 @@ pub fn region_sectors_for(array_sectors: u64) -> u64 {
 pub struct WriteIntent {
     region_sectors: u64,
     dirty: Vec<bool>,
+    /// The region is dirty on disk, and no bitmap write still to come clears it: a write
+    /// there may be issued without another bitmap write.
+    durable: Vec<bool>,
+    /// Writes waiting for their region's mark to reach the disk (the region stays dirty).
+    held: Vec<u32>,
+    /// The bitmap version current when the region was last cleared in memory: a bitmap
+    /// write of that version or older still showed it dirty.
+    cleared_at: Vec<u64>,
     in_flight: Vec<u32>,
     /// Clock tick of the last write completion per region (caller-defined ticks).
     last_write: Vec<u64>,
@@ -41,9 +49,54 @@ impl WriteIntent {
         WriteIntent {
             region_sectors,
             dirty: vec![false; n],
+            durable: vec![false; n],
+            held: vec![0; n],
+            cleared_at: vec![0; n],
             in_flight: vec![0; n],
             last_write: vec![0; n],
         }
+    }
+
+    /// Must a write of `sectors` from `lba` wait for a bitmap write (some region of it is not
+    /// durably marked dirty)?
+    pub fn needs_mark(&self, lba: u64, sectors: u64) -> bool {
+        self.regions(lba, sectors).any(|r| !self.durable[r])
+    }
+
+    /// A write waits for its mark: its regions become dirty in memory and stay dirty.
+    pub fn hold(&mut self, lba: u64, sectors: u64) {
+        for r in self.regions(lba, sectors) {
+            self.held[r] += 1;
+            self.dirty[r] = true;
+        }
+    }
+
+    /// The write that [`WriteIntent::hold`] kept waiting goes ahead (or gives up).
+    pub fn unhold(&mut self, lba: u64, sectors: u64) {
+        for r in self.regions(lba, sectors) {
+            self.held[r] = self.held[r].saturating_sub(1);
+        }
+    }
+
+    /// The dirty bits as a bitmap write made now records them.
+    pub fn snapshot(&self) -> Vec<bool> {
+        self.dirty.clone()
+    }
+
+    /// A bitmap write of `snapshot`, version `version`, reached the disk and is the newest
+    /// there: its regions that are still dirty, and were not cleared since, are durable.
+    pub fn written(&mut self, snapshot: &[bool], version: u64) {
+        for r in 0..self.dirty.len() {
+            let on_disk = snapshot.get(r).copied().unwrap_or(false);
+            self.durable[r] = on_disk && self.dirty[r] && self.cleared_at[r] < version;
+        }
+    }
+
+    /// Clears region `r` in memory; `version` is the newest bitmap version assigned so far.
+    fn clear(&mut self, r: usize, version: u64) {
+        self.dirty[r] = false;
+        self.durable[r] = false;
+        self.cleared_at[r] = version;
     }
 
     /// Sectors per region.
@@ -57,13 +110,13 @@ impl WriteIntent {
         first.min(self.dirty.len())..(last + 1).min(self.dirty.len())
     }
 
-    /// A write of `sectors` from `lba` starts. Returns true if some region became dirty: the
-    /// caller must persist the bitmap before issuing the write.
+    /// A write of `sectors` from `lba` starts. Returns true if some region is not durably
+    /// marked: the caller must persist the bitmap before issuing the write.
     pub fn begin_write(&mut self, lba: u64, sectors: u64) -> bool {
         let mut newly = false;
         for r in self.regions(lba, sectors) {
             self.in_flight[r] += 1;
-            newly |= !self.dirty[r];
+            newly |= !self.dirty[r] || !self.durable[r];
             self.dirty[r] = true;
         }
         newly
@@ -77,16 +130,17 @@ impl WriteIntent {
         }
     }
 
-    /// Clears regions idle since `now - idle` with nothing in flight; returns how many were
-    /// cleared (the caller persists the bitmap when non-zero).
-    pub fn clear_idle(&mut self, now: u64, idle: u64) -> usize {
+    /// Clears regions idle since `now - idle` with nothing in flight or waiting; returns how
+    /// many were cleared (the caller writes the bitmap, version > `version`, when non-zero).
+    pub fn clear_idle(&mut self, now: u64, idle: u64, version: u64) -> usize {
         let mut cleared = 0;
         for r in 0..self.dirty.len() {
             if self.dirty[r]
                 && self.in_flight[r] == 0
+                && self.held[r] == 0
                 && now.saturating_sub(self.last_write[r]) >= idle
             {
-                self.dirty[r] = false;
+                self.clear(r, version);
                 cleared += 1;
             }
         }
@@ -133,10 +187,10 @@ impl WriteIntent {
 
     /// The region holding `lba` has been resynced: clear it unless a write is in flight
     /// there (that write keeps it dirty until it ends). Returns true if it was cleared.
-    pub fn synced(&mut self, lba: u64) -> bool {
+    pub fn synced(&mut self, lba: u64, version: u64) -> bool {
         let r = (lba / self.region_sectors) as usize;
-        if r < self.dirty.len() && self.dirty[r] && self.in_flight[r] == 0 {
-            self.dirty[r] = false;
+        if r < self.dirty.len() && self.dirty[r] && self.in_flight[r] == 0 && self.held[r] == 0 {
+            self.clear(r, version);
             return true;
         }
         false
@@ -202,17 +256,24 @@ mod tests {
         assert_eq!(w.region_sectors(), 128);
         assert!(w.begin_write(120, 20), "regions 0 and 1 become dirty");
         assert!(
-            !w.begin_write(130, 1),
-            "already dirty: no persistence needed"
+            w.begin_write(130, 1),
+            "dirty but not yet on disk: the bitmap must still be written"
         );
+        let persisted = w.snapshot();
+        w.written(&persisted, 1);
+        assert!(
+            !w.begin_write(130, 1),
+            "durably dirty: no persistence needed"
+        );
+        w.end_write(130, 1, 10);
         w.end_write(120, 20, 10);
         assert_eq!(
-            w.clear_idle(11, 5),
+            w.clear_idle(11, 5, 0),
             0,
             "region 1 still has a write in flight, region 0 is too recent"
         );
         w.end_write(130, 1, 12);
-        assert_eq!(w.clear_idle(20, 5), 2);
+        assert_eq!(w.clear_idle(20, 5, 0), 2);
         assert_eq!(w.dirty_ranges().count(), 0);
     }
 
@@ -253,7 +314,7 @@ mod tests {
         assert!(!r.load_block(&a, &[4u8; 16]), "another array");
         let mut other = WriteIntent::new(1 << 22, region_sectors_for(1 << 22));
         assert!(!other.load_block(&a, &uuid), "other geometry");
-        assert!(r.synced(0));
+        assert!(r.synced(0, 0));
         assert_eq!(r.dirty_count(), 1);
         assert!(region_sectors_for(u64::MAX / 1024) >= (u64::MAX / 1024) / MAX_REGIONS);
     }
@@ -263,6 +324,40 @@ mod tests {
         let mut w = WriteIntent::new(256, 128);
         assert!(w.begin_write(200, 1000));
         w.end_write(200, 1000, 1);
-        assert_eq!(w.clear_idle(5, 1), 1);
+        assert_eq!(w.clear_idle(5, 1, 0), 1);
+    }
+}
+
+#[cfg(test)]
+mod durability_tests {
+    use super::*;
+
+    #[test]
+    fn a_region_is_durable_only_once_a_write_showing_it_dirty_is_the_newest_on_disk() {
+        let mut w = WriteIntent::new(8 * 2048, 2048);
+        assert!(w.needs_mark(0, 8));
+        w.hold(0, 8);
+        let v1 = w.snapshot();
+        // Marked in memory, not yet on disk: still needs the mark.
+        assert!(w.needs_mark(0, 8));
+        w.written(&v1, 1);
+        assert!(!w.needs_mark(0, 8), "the mark is on disk");
+        w.unhold(0, 8);
+        assert!(!w.begin_write(0, 8), "no bitmap write needed");
+        w.end_write(0, 8, 1);
+        // Cleared after version 1 was assigned: a late completion of an older write showing
+        // it dirty must not make it durable again, and new writes there need a new mark.
+        assert_eq!(w.clear_idle(10, 5, 1), 1);
+        assert!(w.needs_mark(0, 8));
+        w.hold(0, 8);
+        w.written(&v1, 1);
+        assert!(w.needs_mark(0, 8), "version 1 predates the clear");
+        let v3 = w.snapshot();
+        w.written(&v3, 3);
+        assert!(!w.needs_mark(0, 8));
+        // A held region is never cleared.
+        assert_eq!(w.clear_idle(100, 5, 3), 0);
+        w.unhold(0, 8);
+        assert_eq!(w.clear_idle(100, 5, 3), 1);
     }
 }

@@ -100,6 +100,12 @@ impl MemberDisk {
         Ok(unsafe { std::fs::File::from_raw_fd(dup) })
     }
 
+    /// A descriptor of its own for metadata writes on another thread (the member may be
+    /// closed meanwhile; this stays valid until dropped).
+    pub fn metadata_handle(&self) -> std::io::Result<std::fs::File> {
+        self.meta_file()
+    }
+
     /// Reads both superblock copies and says what the disk holds.
     pub fn read_metadata(&self) -> std::io::Result<Metadata> {
         let f = self.meta_file()?;

@@ -14,7 +14,9 @@ mod step;
 mod superblock;
 mod sync;
 
-pub use array::{Array, ArrayError, Fault, MemberCounters, OpenReport, Role, RoleState};
+pub use array::{
+    Array, ArrayError, BitmapDone, BitmapJob, Fault, MemberCounters, OpenReport, Role, RoleState,
+};
 pub use assemble::{assemble, AssembleError, Assembly};
 pub use badblocks::{BadBlocks, BADBLOCKS_BYTES, BADBLOCKS_OFFSET, MAX_RANGES};
 pub use bitmap::{region_sectors_for, WriteIntent, BITMAP_BYTES, BITMAP_OFFSET};

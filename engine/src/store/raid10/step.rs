@@ -361,7 +361,7 @@ impl Array {
                 let region = self.intent.region_sectors();
                 let mut at = job.cleared_below;
                 while at + region <= cp {
-                    self.intent.synced(at);
+                    self.intent.synced(at, self.bitmap_version);
                     at += region;
                 }
                 job.cleared_below = at;
