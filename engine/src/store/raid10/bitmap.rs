@@ -1,6 +1,9 @@
 //! Write-intent bookkeeping: the array is cut into regions; a region is marked dirty (and the
 //! mark made durable by the caller) before the first write into it is issued, and cleared
 //! lazily once no write has touched it for a while. After a crash only dirty regions resync.
+//! A region is *durable* once a bitmap write showing it dirty is the newest on the members
+//! and no clear has been made since: only then may writes there go without a new mark (the
+//! worker queues marks to a writer thread and holds the writes until they land).
 
 /// Byte position of the on-disk bitmap block on every member (after the two superblocks).
 pub const BITMAP_OFFSET: u64 = 8192;
@@ -11,7 +14,7 @@ const BITS_AT: usize = 64;
 /// Most regions one bitmap block describes.
 pub const MAX_REGIONS: u64 = ((BITMAP_BYTES - BITS_AT - 4) * 8) as u64;
 /// Smallest region: 1 MiB, so a crash resyncs little while a random write load does not
-/// mark a new region (one synchronous bitmap update) for every few writes.
+/// mark a new region (one bitmap write its writes wait for) for every few writes.
 pub const MIN_REGION_SECTORS: u64 = 2048;
 
 /// The region size for an array of `array_sectors`: a power of two, at least 1 MiB, and
