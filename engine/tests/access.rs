@@ -5,7 +5,7 @@
 
 mod common;
 use common::raid::ctl;
-use common::raw::{aoe_error, ata_regs, RawInitiator};
+use common::raw::{aoe_error, ata_regs, config_string, RawInitiator};
 use common::*;
 use ethershelf::wire::*;
 use std::path::{Path, PathBuf};
@@ -44,33 +44,8 @@ fn config_cmd(
     ccmd: ConfigCommand,
     s: &[u8],
 ) -> Option<Vec<u8>> {
-    let mut f = ini.header(
-        src,
-        MacAddr::BROADCAST,
-        SHELF,
-        slot,
-        AoeCommand::QueryConfig,
-        tag,
-    );
-    let repr = ConfigRepr {
-        buffer_count: 0,
-        firmware: 0,
-        sector_count: 0,
-        aoe_version: 1,
-        command: ccmd,
-        string: s,
-    };
-    let at = f.len();
-    f.resize(at + repr.buffer_len(), 0);
-    repr.emit(&mut f[at..]).unwrap();
-    f.resize(f.len().max(60), 0);
-    ini.send(&f);
+    ini.send(&ini.config_frame(src, SHELF, slot, tag, ccmd, s));
     ini.recv_tag(tag, Duration::from_millis(800))
-}
-
-fn config_string(reply: &[u8]) -> Vec<u8> {
-    let p = ConfigPacket::new_checked(&reply[AOE_HEADER_LEN..]).unwrap();
-    ConfigRepr::parse(&p).unwrap().string.to_vec()
 }
 
 fn mask_cmd(

@@ -3,7 +3,7 @@
 //! forged ones) is rate-limited while a well-behaved host's verified I/O goes on.
 
 mod common;
-use common::raw::{aoe_error, RawInitiator};
+use common::raw::{aoe_error, config_string, RawInitiator};
 use common::*;
 use ethershelf::wire::*;
 use std::time::{Duration, Instant};
@@ -18,32 +18,7 @@ fn config_frame(
     ccmd: ConfigCommand,
     s: &[u8],
 ) -> Vec<u8> {
-    let mut f = ini.header(
-        src,
-        MacAddr::BROADCAST,
-        SHELF,
-        slot,
-        AoeCommand::QueryConfig,
-        tag,
-    );
-    let repr = ConfigRepr {
-        buffer_count: 0,
-        firmware: 0,
-        sector_count: 0,
-        aoe_version: 1,
-        command: ccmd,
-        string: s,
-    };
-    let at = f.len();
-    f.resize(at + repr.buffer_len(), 0);
-    repr.emit(&mut f[at..]).unwrap();
-    f.resize(f.len().max(60), 0);
-    f
-}
-
-fn config_string(reply: &[u8]) -> Vec<u8> {
-    let p = ConfigPacket::new_checked(&reply[AOE_HEADER_LEN..]).unwrap();
-    ConfigRepr::parse(&p).unwrap().string.to_vec()
+    ini.config_frame(src, SHELF, slot, tag, ccmd, s)
 }
 
 /// The config string in a LUN's state file.

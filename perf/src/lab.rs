@@ -228,3 +228,47 @@ impl Pinned {
         let _ = self.child.wait();
     }
 }
+
+/// The middle value (sorts `v`); 0 when empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The run's UTC time stamp (`20261203T132809Z`) and the short git revision.
+pub fn stamp_and_git() -> Result<(String, String), String> {
+    let stamp = sh(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?
+        .trim()
+        .to_string();
+    let git = sh(Command::new("git").args(["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    Ok((stamp, git))
+}
+
+/// Writes `doc` (with `schema`, `date`, `git` and `notes` added) and the Markdown table `md`
+/// with `notes` as `out/PREFIX-STAMP.{json,md}`; returns the path without extension.
+pub fn write_results(
+    out: &std::path::Path,
+    prefix: &str,
+    mut doc: serde_json::Value,
+    md: &str,
+    notes: &str,
+) -> Result<std::path::PathBuf, String> {
+    let (stamp, git) = stamp_and_git()?;
+    if let Some(map) = doc.as_object_mut() {
+        map.insert("schema".into(), 1.into());
+        map.insert("date".into(), stamp.clone().into());
+        map.insert("git".into(), git.into());
+        map.insert("notes".into(), notes.into());
+    }
+    std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
+    let base = out.join(format!("{prefix}-{stamp}"));
+    let json = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    std::fs::write(base.with_extension("json"), json).map_err(|e| e.to_string())?;
+    std::fs::write(base.with_extension("md"), format!("{md}\n{notes}\n"))
+        .map_err(|e| e.to_string())?;
+    eprintln!("results: {}.{{json,md}}", base.display());
+    Ok(base)
+}

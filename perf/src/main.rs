@@ -480,13 +480,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let notes = "backing `cache`: file in the page cache (warmed with cat before each run); ethershelf `--buffered --writeback`, vblade plain. backing `direct`: ethershelf O_DIRECT + writethrough (RWF_DSYNC), vblade `-d -s`; storage ceiling fio io_uring --direct=1 (--sync=dsync for writes). Targets, null target and fio pinned to CPU 1, aoebench to CPU 0.";
     println!("{md}\n{notes}");
-    let stamp = sh(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?
-        .trim()
-        .to_string();
-    let git = sh(Command::new("git").args(["rev-parse", "--short", "HEAD"]))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let (stamp, git) = lab::stamp_and_git()?;
     let base = args.out.join(format!("compare-{stamp}"));
     let doc = serde_json::json!({ "schema": 1, "date": stamp, "git": git, "machine": machine_info(), "notes": notes,
         "settings": { "targets": args.targets, "pairs": args.pairs, "runtime_s": args.runtime, "ramp_s": 1, "file_mib": args.file_mib, "mtu": args.mtu, "modes": args.modes },

@@ -294,6 +294,39 @@ impl RawInitiator {
         self.recv_tag(tag, Duration::from_millis(800))
     }
 
+    /// A Query Config request (`ccmd`, string `s`) from `src` (None: our MAC) to `shelf.slot`.
+    pub fn config_frame(
+        &self,
+        src: Option<MacAddr>,
+        shelf: u16,
+        slot: u8,
+        tag: u32,
+        ccmd: ConfigCommand,
+        s: &[u8],
+    ) -> Vec<u8> {
+        let mut f = self.header(
+            src,
+            MacAddr::BROADCAST,
+            shelf,
+            slot,
+            AoeCommand::QueryConfig,
+            tag,
+        );
+        let repr = ConfigRepr {
+            buffer_count: 0,
+            firmware: 0,
+            sector_count: 0,
+            aoe_version: 1,
+            command: ccmd,
+            string: s,
+        };
+        let at = f.len();
+        f.resize(at + repr.buffer_len(), 0);
+        repr.emit(&mut f[at..]).unwrap();
+        f.resize(f.len().max(60), 0);
+        f
+    }
+
     /// Query Config (read) to `shelf.slot`; returns the reply.
     pub fn query_config(&self, shelf: u16, slot: u8, tag: u32) -> Option<Vec<u8>> {
         let mut f = self.header(
@@ -319,4 +352,10 @@ pub fn ata_regs(reply: &[u8]) -> (u8, u8) {
 pub fn aoe_error(reply: &[u8]) -> Option<u8> {
     let f = AoeFrame::new_checked(reply).unwrap();
     f.is_error().then(|| f.error())
+}
+
+/// The config string of a Query Config reply.
+pub fn config_string(reply: &[u8]) -> Vec<u8> {
+    let p = ConfigPacket::new_checked(&reply[AOE_HEADER_LEN..]).unwrap();
+    ConfigRepr::parse(&p).unwrap().string.to_vec()
 }

@@ -12,7 +12,9 @@
 mod lab;
 
 use clap::Parser;
-use lab::{aoebench_job, bin, sh, Lab, Pinned, HOST_IF, HOST_NS, SHELF_IF, SHELF_NS};
+use lab::{
+    aoebench_job, bin, median, sh, write_results, Lab, Pinned, HOST_IF, HOST_NS, SHELF_IF, SHELF_NS,
+};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,11 +81,6 @@ fn config(work: &Path, name: &str, host: &str) -> Result<PathBuf, String> {
     let p = work.join(format!("{name}.yaml"));
     std::fs::write(&p, y).map_err(|e| e.to_string())?;
     Ok(p)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -161,25 +158,9 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let notes = "none: no access section, no mask. acl255: a 255-entry access list (the host is entry 128) granting discover, read and write on the LUN. acl+mask: the same plus a 255-entry AoE mask list. Every frame checks mask + discover + read by binary search over sorted tables published with the LUN's lists (no lock, no allocation).";
     println!("{md}\n{notes}");
-    let stamp = sh(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?
-        .trim()
-        .to_string();
-    let git = sh(Command::new("git").args(["rev-parse", "--short", "HEAD"]))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    let out = args.out.join(format!("acl-{stamp}"));
-    let doc = json!({"schema": 1, "date": stamp, "git": git, "notes": notes,
+    let doc = json!({
         "settings": {"rounds": args.rounds, "runtime_s": args.runtime}, "rows": rows});
-    std::fs::write(
-        out.with_extension("json"),
-        serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::write(out.with_extension("md"), format!("{md}\n{notes}\n"))
-        .map_err(|e| e.to_string())?;
-    eprintln!("results: {}.{{json,md}}", out.display());
+    write_results(&args.out, "acl", doc, &md, notes)?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }

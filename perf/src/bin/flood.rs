@@ -14,7 +14,8 @@ mod lab;
 
 use clap::Parser;
 use lab::{
-    bin, sh, Lab, Pinned, HOST2_IF, HOST2_NS, HOST_IF, HOST_NS, SHELF_IF, SHELF_IF2, SHELF_NS,
+    bin, median, sh, write_results, Lab, Pinned, HOST2_IF, HOST2_NS, HOST_IF, HOST_NS, SHELF_IF,
+    SHELF_IF2, SHELF_NS,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -126,11 +127,6 @@ fn start_target(work: &Path, target: &str) -> Result<Vec<Pinned>, String> {
     Ok(vec![p])
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn run(args: &Args) -> Result<(), String> {
     let work = PathBuf::from("/var/tmp/ethershelf-perf-flood");
     let _ = std::fs::remove_dir_all(&work);
@@ -214,25 +210,9 @@ fn run(args: &Args) -> Result<(), String> {
     drop(lab);
     let notes = "Host A: aoebench 4k randread QD8 on a page-cache file LUN (ethershelf: direct false, writeback; vblade: plain), via port 1. Host B: aoebench flood via port 2 (broadcast destination) at the rate shown (max = as fast as its socket takes frames); mask-edit and reserve floods keep A listed. Shelf/vblade pinned to CPU 1; A and B share CPU 0. x alone = against A alone on the same target (median of a run before and after the floods). Goal: >= 0.8x IOPS and <= 2x p99 at 20k frames/s.";
     println!("{md}\n{notes}");
-    let stamp = sh(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?
-        .trim()
-        .to_string();
-    let git = sh(Command::new("git").args(["rev-parse", "--short", "HEAD"]))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    let out = args.out.join(format!("flood-{stamp}"));
-    let doc = json!({"schema": 1, "date": stamp, "git": git, "notes": notes,
+    let doc = json!({
         "settings": {"runtime_s": args.runtime, "rates": args.rates}, "rows": rows});
-    std::fs::write(
-        out.with_extension("json"),
-        serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::write(out.with_extension("md"), format!("{md}\n{notes}\n"))
-        .map_err(|e| e.to_string())?;
-    eprintln!("results: {}.{{json,md}}", out.display());
+    write_results(&args.out, "flood", doc, &md, notes)?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }

@@ -12,7 +12,7 @@
 mod lab;
 
 use clap::Parser;
-use lab::{aoebench_job, bin, sh, Lab, Pinned, SHELF_IF, SHELF_NS};
+use lab::{aoebench_job, bin, median, sh, write_results, Lab, Pinned, SHELF_IF, SHELF_NS};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -93,11 +93,6 @@ fn ctl(work: &Path, cmd: &str) -> Result<String, String> {
     sh(Command::new(bin("ethershelf"))
         .args(["ctl", "-s", work.join("admin.sock").to_str().unwrap_or("")])
         .args(cmd.split_whitespace()))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The rate in a `ctl when` line ("0.0 rebuild 42.10% 36900 KBps 0:01:02 left"), in MiB/s.
@@ -236,28 +231,12 @@ fn run(args: &Args) -> Result<(), String> {
     );
     let notes = "Both LUNs O_DIRECT on files of the same filesystem (one underlying device): the array spreads reads over 4 member files; the ratio shows what that buys on this storage. Shelf pinned to CPU 1, aoebench to CPU 0.";
     println!("{md}\n{notes}");
-    let stamp = sh(Command::new("date").args(["-u", "+%Y%m%dT%H%M%SZ"]))?
-        .trim()
-        .to_string();
-    let git = sh(Command::new("git").args(["rev-parse", "--short", "HEAD"]))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    let base = args.out.join(format!("raid-{stamp}"));
-    let doc = json!({ "schema": 1, "date": stamp, "git": git, "notes": notes,
+    let doc = json!({
         "settings": { "pairs": args.pairs, "runtime_s": args.runtime, "member_mib": args.member_mib, "mtu": args.mtu },
         "read_scaling": rows,
         "rebuild": { "before": { "iops": bi, "p50_us": b50, "p99_us": b99 }, "during": { "iops": di, "p50_us": d50, "p99_us": d99 },
                      "rate_mib_s_under_load": loaded_rate, "rate_mib_s_idle": idle_rate } });
-    std::fs::write(
-        base.with_extension("json"),
-        serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::write(base.with_extension("md"), format!("{md}\n{notes}\n"))
-        .map_err(|e| e.to_string())?;
-    eprintln!("results: {}.{{json,md}}", base.display());
+    write_results(&args.out, "raid", doc, &md, notes)?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
