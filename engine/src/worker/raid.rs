@@ -243,8 +243,9 @@ impl Worker {
         };
         // A write into a region not yet durably marked dirty waits for the metadata writer
         // (the mark reaches every member before the data; the worker never waits for it).
+        // (With no member left to write, the request goes on and fails there.)
         if kind == RequestKind::Write
-            && array.roles.iter().any(|r| r.dev.is_some())
+            && (0..array.roles.len()).any(|m| array.writable(m))
             && array.intent.needs_mark(s.lba, s.count as u64)
         {
             array.intent.hold(s.lba, s.count as u64);
@@ -252,6 +253,17 @@ impl Worker {
             self.queue_bitmap(t);
             return;
         }
+        self.raid_start(slot, kind);
+    }
+
+    /// Starts the request in `slot` on its array (its bitmap mark, if it needed one, is down
+    /// or could not be written anywhere).
+    fn raid_start(&mut self, slot: u32, kind: RequestKind) {
+        let s = self.slots[slot as usize];
+        let t = s.target as usize;
+        let Some(array) = self.arrays[t].as_mut() else {
+            return;
+        };
         self.pace[t].client_ios += 1;
         let durable = self.targets[t].writethrough;
         let mut req = Request::new(kind, s.lba, s.count, durable);
@@ -296,6 +308,9 @@ impl Worker {
                 continue; // the array was replaced meanwhile
             }
             a.bitmap_done(&done);
+            // Written nowhere (no member could take it): the writes go on without waiting
+            // again, and the array's own checks fail them or record the failure.
+            let nowhere = !done.superseded && done.written_to == 0;
             self.pace[t].bitmap_in_flight = false;
             let waiting = std::mem::take(&mut self.pace[t].bitmap_waiting);
             for slot in waiting {
@@ -303,7 +318,11 @@ impl Worker {
                 if let Some(a) = self.arrays[t].as_mut() {
                     a.intent.unhold(s.lba, s.count as u64);
                 }
-                self.raid_submit(slot);
+                if nowhere {
+                    self.raid_start(slot, RequestKind::Write);
+                } else {
+                    self.raid_submit(slot);
+                }
             }
             if self.pace[t].bitmap_again && !self.pace[t].bitmap_in_flight {
                 self.queue_bitmap(t);
