@@ -213,8 +213,8 @@ pub struct BitmapDone {
     pub version: u64,
     /// The job's bits.
     pub snapshot: Vec<bool>,
-    /// Roles whose write (or flush) failed.
-    pub failed: Vec<usize>,
+    /// Roles whose write (or flush) failed, with the error.
+    pub failed: Vec<(usize, String)>,
     /// A newer bitmap was already on the members: nothing written.
     pub superseded: bool,
     /// Members that took it.
@@ -232,15 +232,17 @@ impl BitmapJob {
         if !superseded {
             for (role, f) in &self.members {
                 use std::os::unix::fs::FileExt;
-                let flushed = !self.flush_first || f.sync_data().is_ok();
-                let ok = flushed
-                    && f.write_all_at(&self.block, super::bitmap::BITMAP_OFFSET)
-                        .is_ok()
-                    && f.sync_data().is_ok();
-                if ok {
-                    written_to += 1;
+                let flushed = if self.flush_first {
+                    f.sync_data()
                 } else {
-                    failed.push(*role);
+                    Ok(())
+                };
+                let result = flushed
+                    .and_then(|()| f.write_all_at(&self.block, super::bitmap::BITMAP_OFFSET))
+                    .and_then(|()| f.sync_data());
+                match result {
+                    Ok(()) => written_to += 1,
+                    Err(e) => failed.push((*role, e.to_string())),
                 }
             }
             if written_to > 0 {
@@ -958,9 +960,9 @@ impl Array {
     /// Applies what became of a queued bitmap write: members that failed it are failed;
     /// regions it recorded become durable.
     pub fn bitmap_done(&mut self, done: &BitmapDone) {
-        for &r in &done.failed {
-            tracing::error!(lun = %self.label, role = r, "bitmap write failed");
-            self.fail_role(r, "bitmap write failed");
+        for (r, e) in &done.failed {
+            tracing::error!(lun = %self.label, role = r, error = %e, "bitmap write failed");
+            self.fail_role(*r, "bitmap write failed");
         }
         if !done.superseded && done.written_to > 0 {
             self.intent.written(&done.snapshot, done.version);
