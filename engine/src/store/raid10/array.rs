@@ -786,12 +786,7 @@ impl Array {
     /// before the bit goes, or a power cut would lose writes that no resync knows about, so
     /// every live member is flushed first. Returns true if members were flushed.
     pub fn clear_idle_regions(&mut self, tick: u64, idle: u64, writeback: bool) -> bool {
-        let resyncing = self.resync_owed
-            || self
-                .sync
-                .as_ref()
-                .is_some_and(|j| j.kind == SyncKind::Resync);
-        if resyncing || self.intent.dirty_count() == 0 {
+        if !self.may_clear_regions() {
             return false;
         }
         if writeback {
@@ -969,6 +964,17 @@ impl Array {
         }
     }
 
+    /// Whether idle regions may be cleared now: some are dirty, and no resync is owed or
+    /// running (it needs the dirty bits).
+    fn may_clear_regions(&self) -> bool {
+        let resyncing = self.resync_owed
+            || self
+                .sync
+                .as_ref()
+                .is_some_and(|j| j.kind == SyncKind::Resync);
+        !resyncing && self.intent.dirty_count() > 0
+    }
+
     /// The array's identity.
     pub fn uuid(&self) -> [u8; 16] {
         self.uuid
@@ -983,12 +989,7 @@ impl Array {
     /// and returns the bitmap write that records it, for the metadata writer. In write-back
     /// mode the job makes the members' data stable before it writes.
     pub fn clear_idle_job(&mut self, tick: u64, idle: u64, writeback: bool) -> Option<BitmapJob> {
-        let resyncing = self.resync_owed
-            || self
-                .sync
-                .as_ref()
-                .is_some_and(|j| j.kind == SyncKind::Resync);
-        if resyncing || self.intent.dirty_count() == 0 {
+        if !self.may_clear_regions() {
             return None;
         }
         let version = self.bitmap_version;
