@@ -10,17 +10,6 @@ use std::time::{Duration, Instant};
 
 const SHELF: u16 = 5;
 
-fn config_frame(
-    ini: &RawInitiator,
-    src: Option<MacAddr>,
-    slot: u8,
-    tag: u32,
-    ccmd: ConfigCommand,
-    s: &[u8],
-) -> Vec<u8> {
-    ini.config_frame(src, SHELF, slot, tag, ccmd, s)
-}
-
 /// The config string in a LUN's state file.
 fn config_on_disk(path: &std::path::Path) -> Vec<u8> {
     let file: serde_json::Value =
@@ -55,14 +44,7 @@ fn a_state_change_is_answered_only_once_durable_and_never_stalls_io() {
     let b = lab.raw(1);
     let load = lab.verified_io(0, &format!("{SHELF}.0"), 5, "randrw");
     std::thread::sleep(Duration::from_millis(500));
-    b.send(&config_frame(
-        &b,
-        None,
-        1,
-        77,
-        ConfigCommand::Set,
-        b"owner-b",
-    ));
+    b.send(&b.config_frame(None, SHELF, 1, 77, ConfigCommand::Set, b"owner-b"));
     assert!(
         b.recv_tag(77, Duration::from_millis(2500)).is_none(),
         "no reply while the change is not on disk"
@@ -109,9 +91,9 @@ fn a_flood_of_state_changes_and_broadcasts_is_limited_and_others_keep_working() 
         ]);
         let src = if sent % 2 == 0 { None } else { Some(forged) };
         let text = format!("flood {sent}");
-        b.send(&config_frame(
-            &b,
+        b.send(&b.config_frame(
             src,
+            SHELF,
             1,
             sent,
             ConfigCommand::ForceSet,
@@ -137,26 +119,12 @@ fn a_flood_of_state_changes_and_broadcasts_is_limited_and_others_keep_working() 
     assert!(drops(&m, "rate_limited") > 0, "the flood was limited:\n{m}");
     // B, back to good behaviour, is served again, and what it is told is what is on disk.
     std::thread::sleep(Duration::from_secs(3));
-    b.send(&config_frame(
-        &b,
-        None,
-        1,
-        1_000_001,
-        ConfigCommand::ForceSet,
-        b"calm",
-    ));
+    b.send(&b.config_frame(None, SHELF, 1, 1_000_001, ConfigCommand::ForceSet, b"calm"));
     let r = b
         .recv_tag(1_000_001, Duration::from_secs(3))
         .expect("served after the flood");
     assert_eq!(aoe_error(&r), None);
-    b.send(&config_frame(
-        &b,
-        None,
-        1,
-        1_000_002,
-        ConfigCommand::Read,
-        b"",
-    ));
+    b.send(&b.config_frame(None, SHELF, 1, 1_000_002, ConfigCommand::Read, b""));
     let r = b.recv_tag(1_000_002, Duration::from_secs(3)).expect("read");
     assert_eq!(config_string(&r), b"calm");
     let state = lab.dir.join("state").join(format!("lun-{SHELF}.1.json"));
