@@ -8,6 +8,7 @@ pub mod job;
 pub mod nbd;
 pub mod null_target;
 pub mod pattern;
+pub mod relay;
 pub mod report;
 pub mod socket;
 pub mod transfer;

@@ -99,6 +99,44 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Forward every frame between two interfaces with seeded loss, duplication,
+    /// reordering, delay, corruption, truncation and link cuts (a misbehaving switch, for
+    /// tests in lab namespaces). Stops after --duration and prints what it did (JSON).
+    Relay {
+        /// First interface.
+        #[arg(long)]
+        a: String,
+        /// Second interface.
+        #[arg(long)]
+        b: String,
+        /// Percent of frames dropped (each direction).
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Percent of frames sent twice.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate: f64,
+        /// Hold each frame a random time up to this, so frames overtake each other (e.g. 1ms).
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        reorder: f64,
+        /// Hold each frame this long.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        delay: f64,
+        /// Percent of frames with one bit flipped after the Ethernet header.
+        #[arg(long, default_value_t = 0.0)]
+        corrupt: f64,
+        /// Percent of frames cut short.
+        #[arg(long, default_value_t = 0.0)]
+        truncate: f64,
+        /// Link cut START+LENGTH in seconds after start (repeatable), e.g. 5+20.
+        #[arg(long = "cut", value_parser = ethershelf_bench::relay::parse_cut)]
+        cuts: Vec<(Duration, Duration)>,
+        /// Seed of every random decision.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long to run (at most 1 hour).
+        #[arg(long, value_parser = parse_duration)]
+        duration: f64,
+    },
     /// Answer reads with zeros and discard writes for a bounded time (the network ceiling).
     NullTarget {
         /// Interface to serve on.
@@ -534,6 +572,33 @@ fn main() -> ExitCode {
             keep,
             seed,
         } => flood(&iface, target, kind, rate, duration, &keep, seed),
+        Command::Relay {
+            a,
+            b,
+            loss,
+            duplicate,
+            reorder,
+            delay,
+            corrupt,
+            truncate,
+            cuts,
+            seed,
+            duration,
+        } => relay(
+            &a,
+            &b,
+            ethershelf_bench::relay::Impairments {
+                loss,
+                duplicate,
+                reorder: Duration::from_secs_f64(reorder),
+                delay: Duration::from_secs_f64(delay),
+                corrupt,
+                truncate,
+                cuts,
+            },
+            duration,
+            seed,
+        ),
         Command::NullTarget {
             iface,
             shelf,
@@ -564,4 +629,35 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn relay(
+    a: &str,
+    b: &str,
+    how: ethershelf_bench::relay::Impairments,
+    duration: f64,
+    seed: u64,
+) -> Result<bool, String> {
+    for (name, p) in [
+        ("loss", how.loss),
+        ("duplicate", how.duplicate),
+        ("corrupt", how.corrupt),
+        ("truncate", how.truncate),
+    ] {
+        if !(0.0..=100.0).contains(&p) {
+            return Err(format!("--{name} {p}: give a percentage 0..100"));
+        }
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let report =
+        ethershelf_bench::relay::run(a, b, &how, Duration::from_secs_f64(duration), seed, &stop)
+            .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    Ok(true)
 }

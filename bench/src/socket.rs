@@ -27,7 +27,17 @@ fn os_err(iface: &str, what: &str) -> io::Error {
 impl AoeSocket {
     /// Opens a socket bound to `iface` (needs root or CAP_NET_RAW).
     pub fn open(iface: &str) -> io::Result<AoeSocket> {
-        let proto = ETHERTYPE_AOE.to_be() as i32;
+        AoeSocket::open_with(iface, ETHERTYPE_AOE, false)
+    }
+
+    /// Opens a socket that sees every frame on `iface`, whatever its EtherType or
+    /// destination (promiscuous): the relay's.
+    pub fn open_every_frame(iface: &str) -> io::Result<AoeSocket> {
+        AoeSocket::open_with(iface, libc::ETH_P_ALL as u16, true)
+    }
+
+    fn open_with(iface: &str, ethertype: u16, promiscuous: bool) -> io::Result<AoeSocket> {
+        let proto = ethertype.to_be() as i32;
         // SAFETY: plain socket(2); checked before use.
         let raw = unsafe {
             libc::socket(
@@ -110,6 +120,25 @@ impl AoeSocket {
                 4,
             )
         };
+        if promiscuous {
+            // SAFETY: packet_mreq is plain data; all-zero is valid.
+            let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+            mreq.mr_ifindex = ifindex;
+            mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+            // SAFETY: pointer to a live packet_mreq and its size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    raw,
+                    libc::SOL_PACKET,
+                    libc::PACKET_ADD_MEMBERSHIP,
+                    &mreq as *const libc::packet_mreq as *const libc::c_void,
+                    std::mem::size_of::<libc::packet_mreq>() as u32,
+                )
+            };
+            if rc < 0 {
+                return Err(os_err(iface, "promiscuous mode"));
+            }
+        }
         Ok(AoeSocket {
             fd,
             iface: iface.to_string(),

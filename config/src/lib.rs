@@ -12,9 +12,9 @@ mod validate_access;
 
 pub use error::ConfigError;
 pub use schema::{
-    Backend, Config, FileSpec, Lun, MetricsListen, Port, PortMode, Raid10Spec, RebuildRates,
-    WriteCache, DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_METRICS_LISTEN,
-    DEFAULT_STATE_DIR,
+    Backend, CecConfig, Config, FileSpec, Lun, MetricsListen, Port, PortMode, Raid10Spec,
+    RebuildRates, WriteCache, DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CEC_SESSIONS,
+    DEFAULT_CHUNK, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, MAX_CEC_SESSIONS,
 };
 pub use size::ByteSize;
 

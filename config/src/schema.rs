@@ -87,7 +87,25 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub access: Option<RawAccess>,
     #[serde(default)]
+    pub cec: Option<RawCec>,
+    #[serde(default)]
     pub luns: Vec<RawLun>,
+}
+
+/// The `cec:` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub password: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow: Option<RawEntries>,
+    #[serde(default)]
+    pub sessions: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
 }
 
 /// A list of entries as written (each with its position).
@@ -248,10 +266,46 @@ pub struct Config {
     pub luns: Vec<Lun>,
     /// Access lists and the wire-side administration policy.
     pub access: crate::access::ShelfAccess,
+    /// The console over Ethernet (CEC).
+    pub cec: CecConfig,
     /// Assemble RAID-10 arrays even when their members diverged (split brain): the newest
     /// side is kept and the other members are rebuilt from it. Never from the YAML: only
     /// `ethershelf serve --force-assemble`, an admin's deliberate choice.
     pub force_assemble: bool,
+}
+
+/// Most console sessions over Ethernet a shelf may allow at once.
+pub const MAX_CEC_SESSIONS: usize = 20;
+/// Console sessions over Ethernet allowed at once unless the YAML says otherwise.
+pub const DEFAULT_CEC_SESSIONS: usize = 4;
+
+/// The shelf console over Ethernet (Coraid's CEC, EtherType 0xBCBC) on the AoE ports.
+/// Off unless the YAML turns it on: it gives full control of the shelf to every host of
+/// the storage segment, and AoE segments have no authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CecConfig {
+    /// Serve the console on the ports.
+    pub enabled: bool,
+    /// Asked before the prompt (`None`: no password).
+    pub password: Option<String>,
+    /// Hosts that may connect (`None`: every host).
+    pub allow: Option<std::collections::BTreeSet<[u8; 6]>>,
+    /// Sessions at once.
+    pub sessions: usize,
+    /// The description offered to `cec -p` after the shelf number (`None`: the host name).
+    pub name: Option<String>,
+}
+
+impl Default for CecConfig {
+    fn default() -> Self {
+        CecConfig {
+            enabled: false,
+            password: None,
+            allow: None,
+            sessions: DEFAULT_CEC_SESSIONS,
+            name: None,
+        }
+    }
 }
 
 /// Where the Prometheus endpoint listens.

@@ -186,6 +186,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         }
     };
     let shelf_access = crate::validate_access::shelf_access(raw.access, origin)?;
+    let cec = crate::validate_access::cec(raw.cec, &shelf_access, origin)?;
     let mut luns = Vec::new();
     let mut seen_slots = HashMap::new();
     for l in raw.luns {
@@ -281,6 +282,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         sqpoll: raw.sqpoll,
         luns,
         access: shelf_access.access,
+        cec,
         force_assemble: false,
     })
 }

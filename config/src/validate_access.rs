@@ -4,7 +4,9 @@
 
 use crate::access::{parse_entry, Entry, Ethers, LunAccess, ResolveError, Resolver, ShelfAccess};
 use crate::error::ConfigError;
-use crate::schema::{RawAccess, RawEntries, RawLunAccess};
+use crate::schema::{
+    CecConfig, RawAccess, RawCec, RawEntries, RawLunAccess, DEFAULT_CEC_SESSIONS, MAX_CEC_SESSIONS,
+};
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -140,6 +142,74 @@ pub(crate) fn lun_access(
             ));
         }
         out.rights.insert(right, list);
+    }
+    Ok(out)
+}
+
+/// Checks the `cec:` section: the password is printable, the allowed hosts resolve (like a
+/// LUN's rights), the session bound is in range.
+pub(crate) fn cec(
+    raw: Option<RawCec>,
+    shelf: &CheckedShelf,
+    origin: &str,
+) -> Result<CecConfig, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(CecConfig::default());
+    };
+    let mut out = CecConfig {
+        enabled: raw.enabled,
+        ..CecConfig::default()
+    };
+    if let Some(p) = &raw.password {
+        if p.value.is_empty()
+            || p.value.len() > 128
+            || !p.value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        {
+            return Err(err(
+                origin,
+                p,
+                "cec password: use 1 to 128 printable ASCII characters (it is typed on the console)",
+            ));
+        }
+        out.password = Some(p.value.clone());
+    }
+    if let Some(entries) = &raw.allow {
+        let list = strings(entries);
+        let resolver = Resolver::new(&shelf.access.lists, &shelf.ethers);
+        let hosts = resolver
+            .resolve(&list)
+            .map_err(|e| shelf.locate(e, &entries.value, origin))?;
+        out.allow = if hosts.everyone {
+            None
+        } else {
+            Some(hosts.macs)
+        };
+    }
+    if let Some(s) = &raw.sessions {
+        let n = s.value as usize;
+        if n == 0 || n > MAX_CEC_SESSIONS {
+            return Err(err(
+                origin,
+                s,
+                format!(
+                    "cec sessions must be 1..{MAX_CEC_SESSIONS} (default {DEFAULT_CEC_SESSIONS})"
+                ),
+            ));
+        }
+        out.sessions = n;
+    }
+    if let Some(n) = &raw.name {
+        if n.value.is_empty()
+            || n.value.len() > 200
+            || !n.value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        {
+            return Err(err(
+                origin,
+                n,
+                "cec name: use 1 to 200 printable ASCII characters",
+            ));
+        }
+        out.name = Some(n.value.clone());
     }
     Ok(out)
 }

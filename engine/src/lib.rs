@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod affinity;
 pub mod ata;
+pub mod cec;
 pub mod docs;
 pub mod lun;
 pub mod mapping;

@@ -78,6 +78,40 @@ enum Command {
         #[arg(short, long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// The shelf console over Ethernet (Coraid's CEC, EtherType 0xBCBC), from any host of
+    /// the storage segment, even a shelf without IP: `-p` lists the shelves that answer;
+    /// otherwise connects (to the only one, or to `-s SHELF` / `-m MAC`). In a session,
+    /// the escape key (Ctrl-\ by default) then `q` quits. `--command` runs one console
+    /// command and prints its output (for scripts; exit status 1 when the shelf refuses).
+    /// Run it only on an interface of the storage segment.
+    Cec {
+        /// List the shelves that answer and stop.
+        #[arg(short = 'p', long)]
+        probe: bool,
+        /// Connect to this shelf number.
+        #[arg(short, long, value_name = "SHELF")]
+        shelf: Option<u32>,
+        /// Connect to the shelf with this Ethernet address.
+        #[arg(short, long, value_name = "MAC")]
+        mac: Option<ethershelf::wire::MacAddr>,
+        /// Escape key: Ctrl and this key (a letter, or \ ] [ ^ _).
+        #[arg(short, long, default_value = "\\", value_parser = ethershelf::cec::client::parse_escape)]
+        escape: u8,
+        /// Seconds to wait for offers and for the connection.
+        #[arg(short, long, default_value_t = 2.0)]
+        wait: f64,
+        /// Run this console command, print its output and leave.
+        #[arg(long, value_name = "LINE")]
+        command: Option<String>,
+        /// The console password for --command (else the ETHERSHELF_CEC_PASSWORD variable).
+        #[arg(long)]
+        password: Option<String>,
+        /// Answer yes when --command asks for confirmation (make, remove...).
+        #[arg(short, long)]
+        yes: bool,
+        /// The interface on the storage segment.
+        iface: String,
+    },
     /// Export one file like vblade: `ethershelf export [-r] SHELF SLOT IFACE FILE`.
     Export {
         /// Read-only export (writes fail with ATA ABRT).
@@ -226,6 +260,36 @@ fn run(cli: Cli) -> Result<(), String> {
             let path = admin_socket(socket, config)?;
             ethershelf::admin::console::run(&path)
         }
+        Command::Cec {
+            probe,
+            shelf,
+            mac,
+            escape,
+            wait,
+            command,
+            password,
+            yes,
+            iface,
+        } => {
+            if !(wait.is_finite() && wait > 0.0 && wait <= 60.0) {
+                return Err(format!("--wait {wait}: give 0 < seconds <= 60"));
+            }
+            let opts = ethershelf::cec::cli::Options {
+                iface,
+                probe,
+                shelf,
+                mac,
+                escape,
+                wait: std::time::Duration::from_secs_f64(wait),
+                command,
+                password: password.or_else(|| std::env::var("ETHERSHELF_CEC_PASSWORD").ok()),
+                yes,
+            };
+            match ethershelf::cec::cli::main(&opts)? {
+                true => Ok(()),
+                false => Err(QUIET_FAILURE.into()),
+            }
+        }
         Command::Export {
             read_only,
             mtu_sectors,
@@ -262,6 +326,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 workers: None,
                 sqpoll: false,
                 force_assemble: false,
+                cec: Default::default(),
                 state_dir,
                 buffer_count: DEFAULT_BUFFER_COUNT,
                 disks: vec![],

@@ -2,6 +2,7 @@
 //! what was opened, announce, serve until SIGINT/SIGTERM, drain, report.
 
 use crate::admin::WorkerLink;
+use crate::cec::{server::CecSettings, CecCounters};
 use crate::lun::{AccessBook, Audit, Book, LunState, Persister, StateServices};
 use crate::net::open_port;
 use crate::store::raid10::{Array, MemberDisk, Metadata};
@@ -393,8 +394,63 @@ fn start_reloader(path: std::path::PathBuf, link: WorkerLink) -> std::io::Result
 /// How long a scrape waits for the worker's counters.
 const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Starts the console over Ethernet when the configuration turns it on; its commands go to
+/// the worker through `link` like the local console's. A shelf whose ports cannot take it
+/// says so and serves on.
+fn start_cec(config: &Config, link: &WorkerLink) -> Option<Arc<CecCounters>> {
+    if !config.cec.enabled {
+        return None;
+    }
+    let link = link.try_clone().ok()?;
+    let runner: crate::cec::server::Runner = Box::new(move |line, user| {
+        link.ask(
+            |reply| AdminRequest::Command {
+                line: line.to_string(),
+                user: user.to_string(),
+                reply,
+            },
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap_or_else(|why| format!("error: {why}\n"))
+    });
+    let settings = CecSettings {
+        shelf: config.shelf,
+        name: config.cec.name.clone().unwrap_or_else(host_name),
+        password: config.cec.password.clone(),
+        allow: config.cec.allow.clone(),
+        max_sessions: config.cec.sessions,
+    };
+    let interfaces: Vec<String> = config.ports.iter().map(|p| p.interface.clone()).collect();
+    let counters = Arc::new(CecCounters::default());
+    match crate::cec::server::start(&interfaces, settings, runner, counters.clone()) {
+        Ok(()) => {
+            if config.cec.password.is_none() {
+                tracing::warn!("console over Ethernet is on without a password: every host of the storage segment can run any console command (set cec: password)");
+            }
+            Some(counters)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "console over Ethernet not started");
+            None
+        }
+    }
+}
+
+/// This machine's host name (for the console's offer).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ethershelf".into())
+}
+
 /// Starts the Prometheus endpoint of `config` (scrapes ask the worker through `link`).
-fn start_metrics(config: &Config, link: &WorkerLink) -> Result<(), ShelfError> {
+fn start_metrics(
+    config: &Config,
+    link: &WorkerLink,
+    cec: Option<Arc<CecCounters>>,
+) -> Result<(), ShelfError> {
     let (addr, required) = match config.metrics {
         MetricsListen::Off => return Ok(()),
         MetricsListen::At(a) => (a, true),
@@ -404,8 +460,13 @@ fn start_metrics(config: &Config, link: &WorkerLink) -> Result<(), ShelfError> {
         },
     };
     let scrape_link = link.try_clone().map_err(ShelfError::Worker)?;
-    let source: crate::metrics::SnapshotSource =
-        Box::new(move || scrape_link.ask(AdminRequest::Snapshot, SCRAPE_TIMEOUT).ok());
+    let source: crate::metrics::SnapshotSource = Box::new(move || {
+        let mut snap = scrape_link
+            .ask(AdminRequest::Snapshot, SCRAPE_TIMEOUT)
+            .ok()?;
+        snap.cec = cec.as_ref().map(|c| c.sample());
+        Some(snap)
+    });
     match crate::metrics::start(addr, source) {
         Ok(bound) => {
             tracing::info!(listen = %bound, "metrics endpoint ready (GET /metrics)");
@@ -487,7 +548,8 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
     let (req_tx, req_rx) = std::sync::mpsc::sync_channel(16);
     let (wake_rx, wake_tx) = std::os::unix::net::UnixStream::pair().map_err(ShelfError::Worker)?;
     let link = WorkerLink::new(req_tx, wake_tx);
-    start_metrics(config, &link)?;
+    let cec = start_cec(config, &link);
+    start_metrics(config, &link, cec)?;
     let _admin = crate::admin::start(
         &config.admin_socket,
         link.try_clone().map_err(ShelfError::Worker)?,

@@ -168,6 +168,30 @@ fn describe() {
         "ethershelf_merged_requests_total",
         "Requests that went to disk inside a merged I/O"
     );
+    describe_counter!(
+        "ethershelf_cec_frames_total",
+        "Console-over-Ethernet frames by outcome (accepted, malformed, refused_host, sessions_full, no_session)"
+    );
+    describe_counter!(
+        "ethershelf_cec_sessions_opened_total",
+        "Console-over-Ethernet sessions opened"
+    );
+    describe_counter!(
+        "ethershelf_cec_sessions_expired_total",
+        "Console-over-Ethernet sessions dropped because the client stopped acknowledging"
+    );
+    describe_counter!(
+        "ethershelf_cec_resends_total",
+        "Console-over-Ethernet data frames sent again"
+    );
+    describe_counter!(
+        "ethershelf_cec_commands_total",
+        "Console commands run over Ethernet"
+    );
+    describe_gauge!(
+        "ethershelf_cec_sessions",
+        "Console-over-Ethernet sessions now"
+    );
 }
 
 fn record(snap: &Snapshot) {
@@ -285,6 +309,26 @@ fn record(snap: &Snapshot) {
         gauge!("ethershelf_array_sync_rate_bytes_per_second", "lun" => a.lun.clone(), "kind" => kind)
             .set(a.sync_rate);
     }
+    if let Some(c) = &snap.cec {
+        record_cec(c);
+    }
+}
+
+fn record_cec(c: &crate::cec::CecSample) {
+    for (outcome, n) in [
+        ("accepted", c.accepted),
+        ("malformed", c.malformed),
+        ("refused_host", c.refused_host),
+        ("sessions_full", c.sessions_full),
+        ("no_session", c.no_session),
+    ] {
+        counter!("ethershelf_cec_frames_total", "outcome" => outcome).absolute(n);
+    }
+    counter!("ethershelf_cec_sessions_opened_total").absolute(c.sessions_opened);
+    counter!("ethershelf_cec_sessions_expired_total").absolute(c.sessions_expired);
+    counter!("ethershelf_cec_resends_total").absolute(c.resends);
+    counter!("ethershelf_cec_commands_total").absolute(c.commands);
+    gauge!("ethershelf_cec_sessions").set(c.sessions as f64);
 }
 
 fn histograms(out: &mut String, snap: &Snapshot) {

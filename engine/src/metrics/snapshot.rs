@@ -210,6 +210,8 @@ pub struct Snapshot {
     pub arrays: Vec<ArraySample>,
     /// Hot spares available.
     pub spares: u64,
+    /// The console over Ethernet, when it runs (filled in by the endpoint's source).
+    pub cec: Option<crate::cec::CecSample>,
 }
 
 impl Snapshot {

@@ -138,3 +138,48 @@ impl Interface {
         })
     }
 }
+
+/// A raw AF_PACKET socket bound to `iface` for EtherType `ethertype` (host order; 0 binds
+/// none, so the socket only sends), with the interface's facts. `flags` adds socket type
+/// flags such as `SOCK_NONBLOCK`. Needs root or CAP_NET_RAW.
+pub(crate) fn bound_packet_socket(
+    iface: &str,
+    ethertype: u16,
+    flags: i32,
+) -> io::Result<(OwnedFd, Interface)> {
+    let proto = ethertype.to_be() as i32;
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | flags,
+            proto,
+        )
+    };
+    if raw < 0 {
+        return Err(os_error(
+            iface,
+            "socket(AF_PACKET) (needs root or CAP_NET_RAW)",
+        ));
+    }
+    // SAFETY: `raw` is a fresh descriptor we own from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let facts = Interface::lookup(iface)?;
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto as u16;
+    sll.sll_ifindex = facts.index as i32;
+    // SAFETY: binds our socket to a correctly sized sockaddr_ll that outlives the call.
+    let rc = unsafe {
+        libc::bind(
+            raw,
+            &sll as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(os_error(iface, "bind"));
+    }
+    Ok((fd, facts))
+}

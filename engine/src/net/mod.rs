@@ -2,7 +2,7 @@
 //! batch from its buffers. AF_PACKET (`packet`) and AF_XDP (`xdp`) sit behind the same trait;
 //! `select` opens a configured port in the mode it asks for (or the best that works).
 
-mod iface;
+pub(crate) mod iface;
 mod packet;
 mod select;
 pub mod watch;

@@ -2,11 +2,10 @@
 //! `recvmmsg`/`sendmmsg` straight into and out of the worker's buffers (no copies, and no
 //! TPACKET_V3 block timeout adding latency at low load).
 
-use super::iface::{os_error, Interface};
 use super::{FrameBuf, FrameIo};
 use crate::wire::{MacAddr, ETHERTYPE_AOE};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Most frames moved by one system call.
 pub const PACKET_BATCH: usize = 64;
@@ -52,39 +51,9 @@ impl PacketPort {
     }
 
     fn open_with(iface: &str, buffer_bytes: usize, receive: bool) -> io::Result<PacketPort> {
-        let proto = if receive {
-            (ETHERTYPE_AOE).to_be() as i32
-        } else {
-            0
-        };
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw =
-            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
-        if raw < 0 {
-            return Err(os_error(
-                iface,
-                "socket(AF_PACKET) (needs root or CAP_NET_RAW)",
-            ));
-        }
-        // SAFETY: `raw` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let facts = Interface::lookup(iface)?;
-        // SAFETY: sockaddr_ll is plain old data.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto as u16;
-        sll.sll_ifindex = facts.index as i32;
-        // SAFETY: binds our socket to a correctly sized sockaddr_ll.
-        let rc = unsafe {
-            libc::bind(
-                raw,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(os_error(iface, "bind"));
-        }
+        let ethertype = if receive { ETHERTYPE_AOE } else { 0 };
+        let (fd, facts) = super::iface::bound_packet_socket(iface, ethertype, 0)?;
+        let raw = fd.as_raw_fd();
         let size = buffer_bytes.min(i32::MAX as usize) as i32;
         // FORCE variants pass rmem_max/wmem_max as root; fall back to the capped ones.
         if set_opt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size) < 0 {

@@ -510,6 +510,7 @@ impl Worker {
             members,
             arrays,
             spares: self.spares.len() as u64,
+            cec: None,
         }
     }
 

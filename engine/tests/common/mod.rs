@@ -5,6 +5,7 @@
 
 pub mod raid;
 pub mod raw;
+pub mod relay;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -99,6 +100,8 @@ pub struct Lab {
     pub log: PathBuf,
     /// Port mode written into `config` ("packet", "xdp" or "auto").
     pub mode: &'static str,
+    /// Further namespaces the lab made (relays), deleted with it.
+    pub extra_ns: Vec<String>,
 }
 
 impl Lab {
@@ -131,6 +134,7 @@ impl Lab {
             dir,
             shelf: None,
             mode: "packet",
+            extra_ns: vec![],
         };
         for h in 0..hosts {
             let host_ns = format!("es{id}h{h}");
@@ -431,7 +435,12 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for ns in self.hosts.iter().chain(std::iter::once(&self.shelf_ns)) {
+        for ns in self
+            .hosts
+            .iter()
+            .chain(&self.extra_ns)
+            .chain(std::iter::once(&self.shelf_ns))
+        {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         if !std::thread::panicking() {
