@@ -7,7 +7,8 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(build-essential pkg-config iproute2 vblade aoetools tshark fio
           qemu-system-x86 busybox-static cpio xz-utils kmod python3 procps fonts-dejavu-core fuse3
-          libhwloc-dev libudev-dev iputils-ping curl systemd bsdutils)
+          libhwloc-dev libudev-dev iputils-ping curl systemd bsdutils
+          chromium prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,7 +16,14 @@ done
 if ((${#missing[@]})); then
   echo "== installing: ${missing[*]}"
   apt-get update -qq
+  # Packages with services (prometheus) must not start them on this machine: the tests run
+  # their own instances inside lab namespaces. policy-rc.d says so for the install only.
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+  fi
   apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then

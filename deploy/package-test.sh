@@ -95,6 +95,7 @@ step "install"
 inroot dpkg -i /tmp/ethershelf.deb || fail "dpkg -i failed"
 for f in /usr/sbin/ethershelf /usr/bin/aoebench /lib/systemd/system/ethershelf.service \
   /etc/ethershelf/shelf.yaml /usr/share/ethershelf/grafana/ethershelf.json \
+  /usr/share/ethershelf/prometheus/ethershelf-rules.yml \
   /usr/share/doc/ethershelf/copyright /usr/share/doc/ethershelf/changelog.Debian.gz \
   /usr/share/doc/ethershelf/README.md.gz /usr/share/man/man8/ethershelf.8.gz \
   /usr/share/man/man8/ethershelf-serve.8.gz /usr/share/man/man1/aoebench.1.gz \

@@ -12,6 +12,8 @@
 #                                                   (hidden `write-docs DIR` of each binary)
 #   bash, zsh and fish completions                 the same way
 #   /usr/share/ethershelf/grafana/ethershelf.json  the Grafana dashboard
+#   /usr/share/ethershelf/prometheus/              alerting/recording rules, their promtool
+#                                                   tests and an example scrape config
 #   /usr/share/doc/ethershelf/                     copyright (DEP-5, with the licences of the
 #                                                   Rust crates compiled in), changelog.Debian.gz,
 #                                                   README.md.gz, examples/
@@ -97,6 +99,9 @@ done
 
 # Grafana dashboard, documentation, examples.
 install -D -m 0644 deploy/grafana/ethershelf.json "$stage/usr/share/ethershelf/grafana/ethershelf.json"
+for f in ethershelf-rules.yml ethershelf-rules.test.yml prometheus.yml README.md; do
+  install -D -m 0644 "deploy/prometheus/$f" "$stage/usr/share/ethershelf/prometheus/$f"
+done
 doc=$stage/usr/share/doc/ethershelf
 install -d -m 0755 "$doc/examples"
 gzip -9n <README.md >"$doc/README.md.gz"

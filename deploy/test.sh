@@ -16,12 +16,16 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --all-targets --locked -- --test-threads 2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+echo "== Prometheus rules (promtool check rules/config, promtool test rules)"
+./deploy/prometheus/check.sh 2>&1 | tee -a "$log"
+rules=${PIPESTATUS[0]}
+if ((rules == 0)); then echo "prometheus-rules: 1 passed, 0 failed" | tee -a "$log"; else echo "prometheus-rules: 0 passed, 1 failed" | tee -a "$log"; status=1; fi
 echo "== the Debian package (build, lintian, install/upgrade/purge in a Debian 12 root)"
 ./deploy/package-test.sh 2>&1 | tee -a "$log"
 pkg=${PIPESTATUS[0]}
 ((pkg == 0)) || { echo "package-test: 0 passed, 1 failed" | tee -a "$log"; status=1; }
 set -e
 # One closing line for the whole run, summed over every test binary.
-awk '/^test result:|^package-test: [0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed[;,]?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+awk '/^test result:|^package-test: [0-9]+ passed|^prometheus-rules: [0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed[;,]?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -327,3 +327,44 @@ fn access_mistakes_are_located_at_the_entry() {
     assert!(text.contains("not accept or refuse"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_console_over_ethernet_is_off_by_default_and_checked_when_on() {
+    let c = parse(GOOD, "good.yaml").unwrap();
+    assert_eq!(c.cec, CecConfig::default());
+    assert!(!c.cec.enabled);
+    let on = format!(
+        "{GOOD}access:\n  lists:\n    admins: [\"52:54:00:ae:00:07\"]\n\
+         cec: {{ enabled: true, password: s3cret, allow: [admins, \"52:54:00:ae:00:08\"], sessions: 2, name: rack 3 }}\n"
+    );
+    let c = parse(&on, "on.yaml").unwrap();
+    assert!(c.cec.enabled);
+    assert_eq!(c.cec.password.as_deref(), Some("s3cret"));
+    assert_eq!(c.cec.sessions, 2);
+    assert_eq!(c.cec.name.as_deref(), Some("rack 3"));
+    let allow = c.cec.allow.unwrap();
+    assert!(
+        allow.contains(&[0x52, 0x54, 0, 0xae, 0, 7])
+            && allow.contains(&[0x52, 0x54, 0, 0xae, 0, 8])
+    );
+    let everyone = parse(
+        &format!("{GOOD}cec: {{ enabled: true, allow: [\"*\"] }}\n"),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(everyone.cec.allow, None);
+
+    let third_line = GOOD.lines().count() as u64 + 3;
+    let (line, _, m) = error_of(&format!("{GOOD}cec:\n  enabled: true\n  sessions: 50\n"));
+    assert_eq!(line, third_line);
+    assert!(m.contains("cec sessions must be 1..20"), "{m}");
+    let (line, _, m) = error_of(&format!(
+        "{GOOD}cec:\n  enabled: true\n  allow: [nobody-known]\n"
+    ));
+    assert_eq!(line, third_line);
+    assert!(m.contains("nobody-known"), "{m}");
+    let (_, _, m) = error_of(&format!("{GOOD}cec: {{ enabled: true, password: \"\" }}\n"));
+    assert!(m.contains("cec password"), "{m}");
+    let (_, _, m) = error_of(&format!("{GOOD}cec: {{ enabled: true, pasword: x }}\n"));
+    assert!(m.contains("pasword"), "{m}");
+}

@@ -460,16 +460,20 @@ fn start_metrics(
         },
     };
     let scrape_link = link.try_clone().map_err(ShelfError::Worker)?;
-    let source: crate::metrics::SnapshotSource = Box::new(move || {
-        let mut snap = scrape_link
-            .ask(AdminRequest::Snapshot, SCRAPE_TIMEOUT)
-            .ok()?;
-        snap.cec = cec.as_ref().map(|c| c.sample());
-        Some(snap)
-    });
+    let panel_link = link.try_clone().map_err(ShelfError::Worker)?;
+    let source = crate::metrics::Sources {
+        snapshot: Box::new(move || {
+            let mut snap = scrape_link
+                .ask(AdminRequest::Snapshot, SCRAPE_TIMEOUT)
+                .ok()?;
+            snap.cec = cec.as_ref().map(|c| c.sample());
+            Some(snap)
+        }),
+        panel: Box::new(move || panel_link.ask(AdminRequest::Panel, SCRAPE_TIMEOUT).ok()),
+    };
     match crate::metrics::start(addr, source) {
         Ok(bound) => {
-            tracing::info!(listen = %bound, "metrics endpoint ready (GET /metrics)");
+            tracing::info!(listen = %bound, "management endpoint ready (front panel at /, metrics at /metrics)");
             Ok(())
         }
         Err(source) if required => Err(ShelfError::Metrics {

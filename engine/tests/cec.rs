@@ -383,3 +383,49 @@ fn hostile_console_frames_are_counted_and_bounded() {
     );
     lab.stop();
 }
+
+#[test]
+fn a_person_at_a_terminal_types_commands_and_leaves_with_the_escape_key() {
+    require("script", "bsdutils");
+    let mut lab = Lab::new(1, 1500);
+    shelf_with_cec(&mut lab, "{ enabled: true }");
+    let line = format!("{} cec {}", binary().display(), lab.host_if(0));
+    // `script` gives the client a terminal (raw mode) and passes our keystrokes through.
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[0], "timeout", "60"])
+        .args(["script", "-qfec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let typing = std::thread::spawn(move || {
+        use std::io::Write;
+        std::thread::sleep(Duration::from_secs(4));
+        // A typo erased with Backspace, then Enter; later the escape key and q.
+        for k in [&b"lisz"[..], b"\x7f", b"t -l\r"] {
+            keys.write_all(k).unwrap();
+            keys.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        keys.write_all(b"\x1cq").unwrap();
+        keys.flush().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let out = child.wait_with_output().unwrap();
+    typing.join().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{screen}", text(&out));
+    assert!(
+        screen.contains(&format!("ethershelf shelf {SHELF}> ")),
+        "no prompt:\n{screen}"
+    );
+    assert!(
+        screen.contains("lisz\x08 \x08t -l"),
+        "the line was not edited on the shelf:\n{screen:?}"
+    );
+    assert!(screen.contains("online"), "no listing:\n{screen}");
+    lab.stop();
+}

@@ -1,5 +1,6 @@
-//! The HTTP listener Prometheus scrapes: `GET /metrics` asks the workers for a snapshot
-//! (answered between batches), renders it and replies. Each connection has its own thread,
+//! The shelf's management HTTP listener: `GET /metrics` (Prometheus) asks the workers for
+//! a snapshot (answered between batches), renders it and replies; `GET /` is the read-only
+//! front panel (a page built into the binary) and `GET /panel.json` its live document. Each connection has its own thread,
 //! up to `MAX_CONNECTIONS` at once (more are answered 503 at once), and a deadline for the
 //! whole request head: a client that sends a byte every few seconds is cut off after
 //! `HEAD_DEADLINE`, and never holds up another scrape.
@@ -22,10 +23,23 @@ const MAX_CONNECTIONS: usize = 8;
 
 /// Where snapshots come from (the workers, through the admin channel).
 pub type SnapshotSource = Box<dyn Fn() -> Option<Snapshot> + Send + Sync>;
+/// Where the front panel's document comes from.
+pub type PanelSource = Box<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
+
+/// What the listener serves.
+pub struct Sources {
+    /// Counters for `/metrics`.
+    pub snapshot: SnapshotSource,
+    /// The document for `/panel.json`.
+    pub panel: PanelSource,
+}
+
+/// The front panel page (HTML, CSS and script in one file; no outside assets).
+const PANEL_PAGE: &str = include_str!("../../assets/panel.html");
 
 /// Binds `listen` and serves scrapes on a thread for the life of the process; returns the
 /// bound address (useful with port 0).
-pub fn start(listen: SocketAddr, source: SnapshotSource) -> std::io::Result<SocketAddr> {
+pub fn start(listen: SocketAddr, source: Sources) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
     let source = std::sync::Arc::new(source);
@@ -63,7 +77,7 @@ pub fn start(listen: SocketAddr, source: SnapshotSource) -> std::io::Result<Sock
     Ok(addr)
 }
 
-fn serve_one(mut conn: TcpStream, source: &SnapshotSource) -> std::io::Result<()> {
+fn serve_one(mut conn: TcpStream, source: &Sources) -> std::io::Result<()> {
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
     let deadline = Instant::now() + HEAD_DEADLINE;
     let mut head = Vec::with_capacity(1024);
@@ -88,7 +102,7 @@ fn serve_one(mut conn: TcpStream, source: &SnapshotSource) -> std::io::Result<()
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, kind, body) = match (method, path) {
-        ("GET", "/metrics") => match source() {
+        ("GET", "/metrics") => match (source.snapshot)() {
             Some(snap) => (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -100,15 +114,21 @@ fn serve_one(mut conn: TcpStream, source: &SnapshotSource) -> std::io::Result<()
                 "the shelf's worker did not answer in time\n".to_string(),
             ),
         },
-        ("GET", "/") => (
-            "200 OK",
-            "text/plain; charset=utf-8",
-            "ethershelf: metrics at /metrics\n".to_string(),
-        ),
+        ("GET", "/" | "/index.html") => {
+            ("200 OK", "text/html; charset=utf-8", PANEL_PAGE.to_string())
+        }
+        ("GET", "/panel.json") => match (source.panel)() {
+            Some(doc) => ("200 OK", "application/json", doc.to_string()),
+            None => (
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                "the shelf's worker did not answer in time\n".to_string(),
+            ),
+        },
         ("GET", _) => (
             "404 Not Found",
             "text/plain; charset=utf-8",
-            "not found: try /metrics\n".to_string(),
+            "not found: the front panel is at /, metrics at /metrics\n".to_string(),
         ),
         _ => (
             "405 Method Not Allowed",
@@ -122,7 +142,7 @@ fn serve_one(mut conn: TcpStream, source: &SnapshotSource) -> std::io::Result<()
 fn reply(conn: &mut TcpStream, status: &str, kind: &str, body: &str) -> std::io::Result<()> {
     write!(
         conn,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     conn.write_all(body.as_bytes())?;
@@ -161,7 +181,14 @@ mod tests {
                 ..Snapshot::default()
             })
         });
-        let addr = start("127.0.0.1:0".parse().unwrap(), source).unwrap();
+        let addr = start(
+            "127.0.0.1:0".parse().unwrap(),
+            Sources {
+                snapshot: source,
+                panel: Box::new(|| Some(serde_json::json!({"shelf": 3}))),
+            },
+        )
+        .unwrap();
         let reply = get(addr, "/metrics");
         assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
         let body = reply.split("\r\n\r\n").nth(1).unwrap();
@@ -178,13 +205,24 @@ mod tests {
             "ethershelf_lun_request_duration_seconds_bucket{lun=\"3.1\",op=\"read\",le=\"0.00005\"} 1"
         ));
         assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+        let page = get(addr, "/");
+        assert!(page.starts_with("HTTP/1.1 200 OK") && page.contains("text/html"));
+        assert!(page.contains("panel.json"), "the page polls its document");
+        let doc = get(addr, "/panel.json");
+        assert!(
+            doc.contains("application/json") && doc.ends_with("{\"shelf\":3}"),
+            "{doc}"
+        );
     }
 
     #[test]
     fn slow_clients_neither_block_scrapes_nor_stay_for_ever() {
         let addr = start(
             "127.0.0.1:0".parse().unwrap(),
-            Box::new(|| Some(Snapshot::default())),
+            Sources {
+                snapshot: Box::new(|| Some(Snapshot::default())),
+                panel: Box::new(|| None),
+            },
         )
         .unwrap();
         // Clients that dribble a byte now and then hold their own connection only.
@@ -230,7 +268,15 @@ mod tests {
 
     #[test]
     fn a_silent_worker_gives_503() {
-        let addr = start("127.0.0.1:0".parse().unwrap(), Box::new(|| None)).unwrap();
+        let addr = start(
+            "127.0.0.1:0".parse().unwrap(),
+            Sources {
+                snapshot: Box::new(|| None),
+                panel: Box::new(|| None),
+            },
+        )
+        .unwrap();
         assert!(get(addr, "/metrics").starts_with("HTTP/1.1 503"));
+        assert!(get(addr, "/panel.json").starts_with("HTTP/1.1 503"));
     }
 }

@@ -7,6 +7,6 @@ pub mod histogram;
 pub mod render;
 pub mod snapshot;
 
-pub use endpoint::{start, SnapshotSource};
+pub use endpoint::{start, PanelSource, SnapshotSource, Sources};
 pub use histogram::{monotonic_ns, LatencyHistogram};
 pub use snapshot::{DropReason, LunCounters, Snapshot};

@@ -26,6 +26,8 @@ pub enum AdminRequest {
     },
     /// A copy of the worker's counters for a metrics scrape.
     Snapshot(Sender<Snapshot>),
+    /// The front panel's document (disk slots, LUN tree, counters).
+    Panel(Sender<serde_json::Value>),
     /// SIGHUP: the configuration file as re-read; the answer says what was applied.
     Reload(Box<ethershelf_config::Config>, Sender<String>),
 }
@@ -89,6 +91,9 @@ impl Worker {
                 }
                 AdminRequest::Snapshot(reply) => {
                     let _ = reply.send(self.snapshot());
+                }
+                AdminRequest::Panel(reply) => {
+                    let _ = reply.send(self.panel());
                 }
                 AdminRequest::Reload(config, reply) => {
                     let _ = reply.send(self.apply_reload(*config));

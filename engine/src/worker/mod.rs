@@ -14,6 +14,7 @@ mod hosts;
 mod merge;
 mod meta;
 mod ordering;
+mod panel;
 mod port;
 pub mod queue;
 mod raid;
