@@ -14,7 +14,7 @@ echo "== tests (unit, property, lab, interop, kernel initiator)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --all-targets --locked -- --test-threads 2 2>&1 | tee "$log"
+cargo test --workspace --all-targets --locked --no-fail-fast -- --test-threads 2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 echo "== Prometheus rules (promtool check rules/config, promtool test rules)"
 ./deploy/prometheus/check.sh 2>&1 | tee -a "$log"

@@ -69,7 +69,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub buffer_count: Option<Spanned<u32>>,
     #[serde(default)]
-    pub disks: Vec<Spanned<String>>,
+    pub disks: Option<Spanned<RawDisks>>,
     #[serde(default)]
     pub spares: Vec<Spanned<u32>>,
     #[serde(default)]
@@ -89,7 +89,61 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub cec: Option<RawCec>,
     #[serde(default)]
+    pub management: Option<RawManagement>,
+    #[serde(default)]
     pub luns: Vec<RawLun>,
+}
+
+/// The `management:` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawManagement {
+    pub interface: Spanned<String>,
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dns: Vec<Spanned<String>>,
+}
+
+/// `disks:` as written: a list of paths, or `auto`.
+#[derive(Debug)]
+pub(crate) enum RawDisks {
+    /// Every disk but the boot disk, in slot order.
+    Auto,
+    /// These paths.
+    List(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawDisks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Disks;
+        impl<'de> serde::de::Visitor<'de> for Disks {
+            type Value = RawDisks;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of disk paths, or auto")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawDisks, E> {
+                match v {
+                    "auto" => Ok(RawDisks::Auto),
+                    _ => Err(E::custom(format!(
+                        "disks: '{v}' is neither a list of paths nor 'auto'"
+                    ))),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawDisks, A::Error> {
+                let mut list = Vec::new();
+                while let Some(path) = seq.next_element::<Spanned<String>>()? {
+                    list.push(path);
+                }
+                Ok(RawDisks::List(list))
+            }
+        }
+        d.deserialize_any(Disks)
+    }
 }
 
 /// The `cec:` section as written.
@@ -246,6 +300,8 @@ pub struct Config {
     pub buffer_count: u16,
     /// The shelf's disks (shown as `<shelf>.<index>`), members of RAID-10 LUNs or spares.
     pub disks: Vec<PathBuf>,
+    /// `disks: auto` found them (every disk except the boot disk, in slot order).
+    pub disks_auto: bool,
     /// Shelf-wide hot spares: indices into `disks`.
     pub spares: Vec<usize>,
     /// Rebuild and resync throttle.
@@ -268,10 +324,36 @@ pub struct Config {
     pub access: crate::access::ShelfAccess,
     /// The console over Ethernet (CEC).
     pub cec: CecConfig,
+    /// The appliance's management interface (front panel and metrics; never AoE).
+    pub management: Option<Management>,
     /// Assemble RAID-10 arrays even when their members diverged (split brain): the newest
     /// side is kept and the other members are rebuilt from it. Never from the YAML: only
     /// `ethershelf serve --force-assemble`, an admin's deliberate choice.
     pub force_assemble: bool,
+}
+
+/// The management interface of an appliance: it carries the front panel and metrics (an IP
+/// address), while the AoE ports carry none. The appliance image turns this into its network
+/// setup at boot; the engine itself only checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Management {
+    /// Interface name.
+    pub interface: String,
+    /// How it gets its address.
+    pub address: ManagementAddress,
+    /// Default gateway (static addresses only).
+    pub gateway: Option<std::net::IpAddr>,
+    /// Name servers (static addresses only).
+    pub dns: Vec<std::net::IpAddr>,
+}
+
+/// How the management interface gets its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManagementAddress {
+    /// DHCP (IPv4) and router advertisements (IPv6).
+    Dhcp,
+    /// This address and prefix length.
+    Static(std::net::IpAddr, u8),
 }
 
 /// Most console sessions over Ethernet a shelf may allow at once.

@@ -368,3 +368,36 @@ fn the_console_over_ethernet_is_off_by_default_and_checked_when_on() {
     let (_, _, m) = error_of(&format!("{GOOD}cec: {{ enabled: true, pasword: x }}\n"));
     assert!(m.contains("pasword"), "{m}");
 }
+
+#[test]
+fn disks_auto_takes_what_the_probe_finds_and_says_when_nothing() {
+    let none = || crate::disks::DiskProbe {
+        sys_block: "/nonexistent/sys/block".into(),
+        by_path: "/nonexistent/by-path".into(),
+        mountinfo: String::new(),
+        swaps: String::new(),
+    };
+    let yaml = "shelf: 1\nports: []\ndisks: auto\n";
+    let e = parse_with_disks(yaml, "auto.yaml", &none)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("auto.yaml:3:8: disks: auto found no disk"),
+        "{e}"
+    );
+    let e = parse_with_disks("shelf: 1\nports: []\ndisks: some\n", "x.yaml", &none)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("neither a list of paths nor 'auto'"), "{e}");
+    let listed = parse_with_disks(
+        "shelf: 1\nports: []\ndisks: [/dev/vdb, /dev/vdc]\n",
+        "x",
+        &none,
+    )
+    .unwrap();
+    assert_eq!(listed.disks.len(), 2);
+    assert!(!listed.disks_auto);
+    let (line, _, m) = error_of("shelf: 1\nports: []\ndisks: [/dev/vdb, /dev/vdb]\n");
+    assert_eq!(line, 3);
+    assert!(m.contains("listed twice"), "{m}");
+}

@@ -2,8 +2,9 @@
 
 use crate::error::ConfigError;
 use crate::schema::{
-    Backend, Config, FileSpec, Lun, MetricsListen, Port, Raid10Spec, RawConfig, RawLun, RawRaid10,
-    RebuildRates, DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK, DEFAULT_STATE_DIR,
+    Backend, Config, FileSpec, Lun, MetricsListen, Port, Raid10Spec, RawConfig, RawDisks, RawLun,
+    RawRaid10, RebuildRates, DEFAULT_ADMIN_SOCKET, DEFAULT_BUFFER_COUNT, DEFAULT_CHUNK,
+    DEFAULT_STATE_DIR,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashMap;
@@ -19,7 +20,11 @@ fn err<T>(origin: &str, s: &Spanned<T>, message: impl Into<String>) -> ConfigErr
     ConfigError::at(origin, s.referenced.line(), s.referenced.column(), message)
 }
 
-pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
+pub(crate) fn validate(
+    raw: RawConfig,
+    origin: &str,
+    disk_probe: &dyn Fn() -> crate::disks::DiskProbe,
+) -> Result<Config, ConfigError> {
     let shelf = raw.shelf.value;
     if shelf >= 0xFFFF {
         return Err(err(
@@ -82,7 +87,22 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
     };
     let mut disks = Vec::new();
     let mut seen_disks = HashMap::new();
-    for d in &raw.disks {
+    let mut disks_auto = false;
+    let listed: &[Spanned<String>] = match &raw.disks {
+        None => &[],
+        Some(Spanned {
+            value: RawDisks::List(list),
+            ..
+        }) => list,
+        Some(auto) => {
+            disks = crate::disks::auto_disks(&disk_probe()).map_err(|m| {
+                ConfigError::at(origin, auto.referenced.line(), auto.referenced.column(), m)
+            })?;
+            disks_auto = true;
+            &[]
+        }
+    };
+    for d in listed {
         if d.value.is_empty() {
             return Err(err(origin, d, "disk path is empty"));
         }
@@ -187,6 +207,10 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
     };
     let shelf_access = crate::validate_access::shelf_access(raw.access, origin)?;
     let cec = crate::validate_access::cec(raw.cec, &shelf_access, origin)?;
+    let management = match &raw.management {
+        Some(m) => Some(management(m, &ports, origin)?),
+        None => None,
+    };
     let mut luns = Vec::new();
     let mut seen_slots = HashMap::new();
     for l in raw.luns {
@@ -273,6 +297,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         ),
         buffer_count,
         disks,
+        disks_auto,
         spares,
         rebuild,
         admin_socket,
@@ -283,6 +308,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErr
         luns,
         access: shelf_access.access,
         cec,
+        management,
         force_assemble: false,
     })
 }
@@ -410,4 +436,78 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
         mac[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some(mac)
+}
+
+fn management(
+    raw: &crate::schema::RawManagement,
+    ports: &[Port],
+    origin: &str,
+) -> Result<crate::schema::Management, ConfigError> {
+    use crate::schema::{Management, ManagementAddress};
+    let name = &raw.interface.value;
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+        return Err(err(
+            origin,
+            &raw.interface,
+            format!("management interface '{name}' is not an interface name"),
+        ));
+    }
+    if ports.iter().any(|p| &p.interface == name) {
+        return Err(err(
+            origin,
+            &raw.interface,
+            format!("'{name}' is an AoE port: the management interface must be another NIC (AoE ports carry no IP)"),
+        ));
+    }
+    let address = match raw.address.value.as_str() {
+        "dhcp" => ManagementAddress::Dhcp,
+        text => {
+            let parsed = text.split_once('/').and_then(|(ip, len)| {
+                let ip: std::net::IpAddr = ip.parse().ok()?;
+                let len: u8 = len.parse().ok()?;
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                (len <= max).then_some((ip, len))
+            });
+            match parsed {
+                Some((ip, len)) => ManagementAddress::Static(ip, len),
+                None => {
+                    return Err(err(
+                        origin,
+                        &raw.address,
+                        format!("management address '{text}': write dhcp, or an address with its prefix length (192.0.2.10/24)"),
+                    ))
+                }
+            }
+        }
+    };
+    let ip = |s: &Spanned<String>, what: &str| -> Result<std::net::IpAddr, ConfigError> {
+        s.value.parse().map_err(|_| {
+            err(
+                origin,
+                s,
+                format!("management {what} '{}' is not an IP address", s.value),
+            )
+        })
+    };
+    let gateway = raw.gateway.as_ref().map(|g| ip(g, "gateway")).transpose()?;
+    let dns = raw
+        .dns
+        .iter()
+        .map(|d| ip(d, "dns"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if address == ManagementAddress::Dhcp {
+        if let Some(g) = &raw.gateway {
+            return Err(err(
+                origin,
+                g,
+                "management gateway: only with a static address (DHCP supplies it)",
+            ));
+        }
+    }
+    Ok(Management {
+        interface: name.clone(),
+        address,
+        gateway,
+        dns,
+    })
 }

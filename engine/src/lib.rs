@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod affinity;
+pub mod appliance;
 pub mod ata;
 pub mod cec;
 pub mod docs;

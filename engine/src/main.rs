@@ -112,6 +112,17 @@ enum Command {
         /// The interface on the storage segment.
         iface: String,
     },
+    /// Appliance boot step: write systemd-networkd files from the YAML (the management
+    /// interface with its address, AoE ports up with none) into DIR.
+    #[command(hide = true)]
+    ApplianceNetwork {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Where to write the .network files.
+        #[arg(long, value_name = "DIR", default_value = "/run/systemd/network")]
+        dir: PathBuf,
+    },
     /// Export one file like vblade: `ethershelf export [-r] SHELF SLOT IFACE FILE`.
     Export {
         /// Read-only export (writes fail with ATA ABRT).
@@ -260,6 +271,15 @@ fn run(cli: Cli) -> Result<(), String> {
             let path = admin_socket(socket, config)?;
             ethershelf::admin::console::run(&path)
         }
+        Command::ApplianceNetwork { config, dir } => {
+            let cfg = ethershelf_config::load(&config).map_err(|e| e.to_string())?;
+            let written = ethershelf::appliance::write_networkd(&cfg, &dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            for name in written {
+                println!("{}", dir.join(name).display());
+            }
+            Ok(())
+        }
         Command::Cec {
             probe,
             shelf,
@@ -327,9 +347,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 sqpoll: false,
                 force_assemble: false,
                 cec: Default::default(),
+                management: None,
                 state_dir,
                 buffer_count: DEFAULT_BUFFER_COUNT,
                 disks: vec![],
+                disks_auto: false,
                 spares: vec![],
                 rebuild: RebuildRates::default(),
                 luns: vec![Lun {

@@ -514,6 +514,12 @@ pub fn serve(config: &Config, reload_from: Option<&std::path::Path>) -> Result<(
     if config.ports.is_empty() {
         tracing::warn!("no ports configured: no frame is sent or answered; add ports to {file}");
     }
+    if config.disks_auto {
+        for (i, path) in config.disks.iter().enumerate() {
+            let device = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            tracing::info!(disk = %format!("{}.{i}", config.shelf), path = %path.display(), device = %device.display(), "disks: auto");
+        }
+    }
     let ports = open_ports(config)?;
     let wanted = worker_count(&ports, config.workers, usize::MAX);
     let workers = worker_count(&ports, config.workers, cores.len().max(1));
