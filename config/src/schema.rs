@@ -278,6 +278,8 @@ pub(crate) struct RawLun {
     #[serde(default = "default_true")]
     pub direct: bool,
     #[serde(default)]
+    pub create: bool,
+    #[serde(default)]
     pub mask: Vec<Spanned<String>>,
     #[serde(default)]
     pub access: Option<RawLunAccess>,
@@ -450,6 +452,8 @@ pub struct FileSpec {
     pub length: Option<u64>,
     /// Use O_DIRECT.
     pub direct: bool,
+    /// Create the file (sparse, `length` bytes) at start when it does not exist.
+    pub create: bool,
 }
 
 /// A RAID-10 array.

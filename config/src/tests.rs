@@ -401,3 +401,21 @@ fn disks_auto_takes_what_the_probe_finds_and_says_when_nothing() {
     assert_eq!(line, 3);
     assert!(m.contains("listed twice"), "{m}");
 }
+
+#[test]
+fn a_file_lun_may_be_created_at_start_with_its_length() {
+    let ok = parse(
+        "shelf: 1\nports: [ { interface: sh0 } ]\nluns:\n  - { slot: 1, file: /var/lib/ethershelf/lun1.img, length: 64MiB, create: true }\n",
+        "c.yaml",
+    )
+    .unwrap();
+    let Backend::File(f) = &ok.luns[0].backend else {
+        panic!("file LUN")
+    };
+    assert!(f.create);
+    assert_eq!(f.length, Some(64 << 20));
+    let (line, _, m) =
+        error_of("shelf: 1\nports: [ { interface: sh0 } ]\nluns:\n  - slot: 1\n    file: /x.img\n    create: true\n");
+    assert_eq!(line, 5);
+    assert!(m.contains("create: true needs 'length:'"), "{m}");
+}

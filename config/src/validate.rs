@@ -364,11 +364,19 @@ fn file_spec(file: &Spanned<String>, l: &RawLun, origin: &str) -> Result<FileSpe
         }
         Some(len) => Some(len.value.0),
     };
+    if l.create && (length.is_none() || offset != 0) {
+        return Err(err(
+            origin,
+            file,
+            "create: true needs 'length:' (the size of the new file) and no offset",
+        ));
+    }
     Ok(FileSpec {
         path: PathBuf::from(&file.value),
         offset,
         length,
         direct: l.direct,
+        create: l.create,
     })
 }
 

@@ -361,6 +361,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         offset: 0,
                         length: None,
                         direct: !buffered,
+                        create: false,
                     }),
                     read_only,
                     write_cache: if writeback {

@@ -163,6 +163,7 @@ pub fn open_luns(config: &Config, services: &StateServices) -> Result<OpenedLuns
         let label = format!("e{shelf}.{slot}");
         let (backing, array) = match &lun.backend {
             Backend::File(f) => {
+                create_if_asked(f)?;
                 let backing = Backing::open(
                     &f.path,
                     &BackingOptions {
@@ -260,6 +261,13 @@ pub fn check_luns(config: &Config) -> Result<Vec<String>, ShelfError> {
     for lun in &config.luns {
         let (shelf, slot) = (config.shelf, lun.slot);
         match &lun.backend {
+            Backend::File(f) if f.create && !f.path.exists() => {
+                lines.push(format!(
+                    "e{shelf}.{slot}: {} does not exist yet: it will be created ({} bytes) at start",
+                    f.path.display(),
+                    f.length.unwrap_or(0)
+                ));
+            }
             Backend::File(f) => {
                 let b = Backing::open(
                     &f.path,
@@ -361,6 +369,29 @@ pub fn effective_config(config: &Config) -> Result<(Config, Book), ShelfError> {
             Ok((effective, book))
         }
         None => Ok((config.clone(), Book::from_config(config))),
+    }
+}
+
+/// Creates a file LUN's file (sparse) when its YAML says `create: true` and it is missing.
+fn create_if_asked(f: &ethershelf_config::FileSpec) -> Result<(), ShelfError> {
+    if !f.create || f.path.exists() {
+        return Ok(());
+    }
+    let len = f.length.unwrap_or(0);
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&f.path)
+        .and_then(|file| file.set_len(len).and_then(|()| file.sync_all()));
+    match made {
+        Ok(()) => {
+            tracing::info!(file = %f.path.display(), bytes = len, "LUN file created (create: true)");
+            Ok(())
+        }
+        Err(e) => Err(ShelfError::Worker(std::io::Error::new(
+            e.kind(),
+            format!("cannot create {} (create: true): {e}", f.path.display()),
+        ))),
     }
 }
 

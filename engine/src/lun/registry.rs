@@ -144,6 +144,7 @@ impl LunRecord {
                 offset: self.offset,
                 length: self.length,
                 direct: self.direct,
+                create: false,
             }),
             LunKind::Jbod => {
                 let d = *self
@@ -158,6 +159,7 @@ impl LunRecord {
                     offset: 0,
                     length: None,
                     direct: self.direct,
+                    create: false,
                 })
             }
             LunKind::Raid10 | LunKind::Raid1 => {
