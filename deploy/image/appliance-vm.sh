@@ -34,7 +34,7 @@ for tap in "${list[@]}"; do
   ip link set "$br" mtu "$mtu" up
   # Slots 8, 9...: the guest names them ens8, ens9 (PCI slot names).
   nics+=(-netdev "tap,id=n$i,ifname=$app,script=no,downscript=no"
-    -device "virtio-net-pci,netdev=n$i,addr=0x$(printf %x $((8 + i))),mac=52:54:00:e5:00:0$i")
+    -device "virtio-net-pci,netdev=n$i,addr=0x$(printf %x $((8 + i))),mac=52:54:00:e5:10:0$i")
   i=$((i + 1))
 done
 disks=()
