@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what ethershelf needs on Debian 12: build tools, the lab's peers (vblade, aoetools,
 # tshark, fio), what the Linux-initiator VM harness (deploy/vm) needs (qemu, a static busybox,
-# cpio, xz, kmod, python3, and its cached kernel + initramfs), and a Rust toolchain if none is
-# present. Idempotent: packages already installed are skipped quickly.
+# cpio, xz, kmod, python3, and its cached kernel + initramfs), the front-panel and Prometheus
+# tests' chromium and prometheus, the appliance image's builders (mmdebstrap, syslinux, mtools,
+# dosfstools), and a Rust toolchain if none is present. Idempotent: packages already installed are skipped quickly.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(build-essential pkg-config iproute2 vblade aoetools tshark fio
           qemu-system-x86 busybox-static cpio xz-utils kmod python3 procps fonts-dejavu-core fuse3
           libhwloc-dev libudev-dev iputils-ping curl systemd bsdutils
-          chromium prometheus)
+          chromium prometheus mmdebstrap syslinux syslinux-common mtools dosfstools fdisk e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

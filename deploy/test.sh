@@ -25,7 +25,11 @@ echo "== the Debian package (build, lintian, install/upgrade/purge in a Debian 1
 pkg=${PIPESTATUS[0]}
 ((pkg == 0)) || { echo "package-test: 0 passed, 1 failed" | tee -a "$log"; status=1; }
 set -e
+echo "== the appliance image (build with mmdebstrap, boot in qemu, serve the Linux initiator over two paths)"
+./deploy/image/test.sh --smoke 2>&1 | tee -a "$log"
+image=${PIPESTATUS[0]}
+if ((image == 0)); then echo "image-smoke: 1 passed, 0 failed" | tee -a "$log"; else echo "image-smoke: 0 passed, 1 failed" | tee -a "$log"; status=1; fi
 # One closing line for the whole run, summed over every test binary.
-awk '/^test result:|^package-test: [0-9]+ passed|^prometheus-rules: [0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed[;,]?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+awk '/^test result:|^package-test: [0-9]+ passed|^prometheus-rules: [0-9]+ passed|^image-smoke: [0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed[;,]?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -109,8 +109,8 @@ cat >"$root/etc/fstab" <<'EOF'
 # The ethershelf appliance: the system is read-only; the shelf's YAML and its state live on
 # their own partitions, which updates keep.
 LABEL=ESSYSTEM  /                    ext4   ro,noatime,errors=remount-ro                 0 1
-LABEL=ESCONFIG  /etc/ethershelf      vfat   ro,nofail,umask=0077,x-systemd.device-timeout=20s  0 0
-LABEL=ESSTATE   /var/lib/ethershelf  ext4   rw,noatime,nofail,x-systemd.device-timeout=20s 0 2
+LABEL=ESCONFIG  /etc/ethershelf      vfat   ro,nofail,umask=0077  0 0
+LABEL=ESSTATE   /var/lib/ethershelf  ext4   rw,noatime,nofail  0 2
 tmpfs           /tmp                 tmpfs  mode=1777,nosuid,nodev                       0 0
 tmpfs           /var/tmp             tmpfs  mode=1777,nosuid,nodev                       0 0
 tmpfs           /var/log             tmpfs  mode=0755,nosuid,nodev                       0 0

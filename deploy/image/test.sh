@@ -39,6 +39,7 @@ done
 for t in qemu-system-x86_64:qemu-system-x86 python3:python3 mcopy:mtools sfdisk:fdisk; do
   command -v "${t%%:*}" >/dev/null || { echo "test.sh: missing ${t%%:*}: apt-get install ${t#*:}" >&2; exit 2; }
 done
+keep=${out:+yes}
 out=${out:-$(mktemp -d /var/tmp/ethershelf-image-test.XXXXXX)}
 mkdir -p "$out"
 t0=$SECONDS
@@ -102,6 +103,7 @@ smoke)
   console cmd "ifstat" | tee "$out/ifstat.txt"
   wait "$run" || { tail -n 30 "$out/run1.log"; fail "the initiator run failed (logs in $out)"; }
   tail -n 12 "$out/run1.log"
+  [ -n "$keep" ] || trap 'rm -rf "$out"' EXIT
   say "PASSED (smoke): the appliance booted (serving after $serving s under TCG), the shelf console answered, fio verify passed over two paths; results in $out"
   ;;
 full)
@@ -113,7 +115,7 @@ full)
   fio_started "$out/run1" "$run"
   console wait-prompt 120 || fail "no shelf console on the serial port"
   console cmd "list -l" | tee "$out/a-before.txt"
-  sleep 15
+  sleep 5
   say "(a) hot-unplug disk1 (member 0.0.1) through the qemu monitor"
   console qmp '{"execute": "device_del", "arguments": {"id": "disk1"}}' | tee "$out/a-qmp.txt"
   deadline=$((SECONDS + 300)); seen_rebuild=
@@ -127,7 +129,7 @@ full)
   [ -n "$seen_rebuild" ] || fail "(a) the array never degraded after the unplug"
   grep -qE '^ +0\.0 .*normal' <<<"$state" || fail "(a) the array did not return to normal in 300 s"
   say "(a) passed: degraded, rebuilt onto the spare, normal again"
-  sleep 10
+  kill -0 "$run" 2>/dev/null || fail "fio ended before the power cut: make appliance-faults.fio longer"
   say "(b) power cut during writes (qemu quit), then boot"
   touch "$out/vm/restart"
   console qmp '{"execute": "quit"}' >/dev/null || true

@@ -163,7 +163,9 @@ fn probe_commands_confirmation_and_sessions_at_once() {
         metric(&m, "ethershelf_cec_frames_total", "outcome=\"malformed\""),
         0.0
     );
-    assert!(lab.log_text().contains("console command over Ethernet"));
+    assert!(lab
+        .log_text()
+        .contains("console over Ethernet: command 'list -l'"));
     lab.stop();
 }
 

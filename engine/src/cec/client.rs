@@ -106,8 +106,14 @@ impl<'a> Connection<'a> {
         server: MacAddr,
         wait: Duration,
     ) -> io::Result<Connection<'a>> {
-        let pid = std::process::id();
-        let tag = ((pid >> 8) ^ (pid & 0xff)) as u8;
+        // A random tag: two scripted sessions from one host must not share one.
+        let mut tag = [0u8; 1];
+        // SAFETY: getrandom writes at most one byte into the live one-byte buffer.
+        if unsafe { libc::getrandom(tag.as_mut_ptr().cast(), 1, 0) } != 1 {
+            let pid = std::process::id();
+            tag[0] = ((pid >> 8) ^ (pid & 0xff)) as u8;
+        }
+        let tag = tag[0];
         let mut buf = [0u8; 2048];
         for _ in 0..3 {
             send(socket, server, Kind::InitA, tag, 0, &[])?;
@@ -239,11 +245,12 @@ impl Drop for Connection<'_> {
     }
 }
 
-/// Does the console text end at a prompt?
+/// Does the console text end at a shelf prompt (`ethershelf shelf N> `, or a Coraid
+/// shelf's `SR shelf N> `)?
 fn at_prompt(text: &str) -> bool {
     text.rsplit("\r\n")
         .next()
-        .is_some_and(|last| last.starts_with("ethershelf shelf ") && last.ends_with("> "))
+        .is_some_and(|last| last.contains("shelf ") && last.ends_with("> "))
 }
 
 /// What one scripted command needs.

@@ -15,11 +15,24 @@ pub enum Key {
     Interrupt,
 }
 
+/// Where the editor is in a terminal escape sequence (arrow keys, Home, Delete...), which
+/// it swallows whole rather than typing its printable tail into the line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    #[default]
+    None,
+    /// After ESC.
+    Started,
+    /// Inside `ESC [` or `ESC O`, until the final byte.
+    Sequence,
+}
+
 /// The line being typed.
 #[derive(Debug, Default)]
 pub struct LineEditor {
     line: Vec<u8>,
     after_cr: bool,
+    escape: Escape,
     /// Echo typed characters (off while a password is typed).
     pub hidden: bool,
 }
@@ -27,6 +40,26 @@ pub struct LineEditor {
 impl LineEditor {
     /// Takes one keystroke; what to echo is appended to `echo`.
     pub fn key(&mut self, byte: u8, echo: &mut Vec<u8>) -> Key {
+        match (self.escape, byte) {
+            (Escape::None, 0x1b) => {
+                self.escape = Escape::Started;
+                return Key::Edited;
+            }
+            (Escape::Started, b'[' | b'O') => {
+                self.escape = Escape::Sequence;
+                return Key::Edited;
+            }
+            (Escape::Started, _) => {
+                self.escape = Escape::None;
+                return Key::Edited;
+            }
+            (Escape::Sequence, 0x40..=0x7e) => {
+                self.escape = Escape::None;
+                return Key::Edited;
+            }
+            (Escape::Sequence, _) => return Key::Edited,
+            (Escape::None, _) => {}
+        }
         let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
         match byte {
             // A CR LF pair is one Enter.
@@ -64,6 +97,8 @@ impl LineEditor {
                     if !self.hidden {
                         echo.push(c);
                     }
+                } else {
+                    echo.push(0x07);
                 }
                 Key::Edited
             }
@@ -116,6 +151,18 @@ mod tests {
         keys.extend_from_slice(b"\x01\x1b\xff\r");
         let (out, echo) = typed(&mut ed, &keys);
         assert_eq!(out, vec![Key::Line("a".repeat(MAX_LINE))]);
-        assert_eq!(echo.len(), MAX_LINE + 2);
+        assert_eq!(
+            echo.len(),
+            MAX_LINE + 50 + 2,
+            "a bell for each key past the end"
+        );
+    }
+
+    #[test]
+    fn arrow_and_delete_keys_are_swallowed_whole() {
+        let mut ed = LineEditor::default();
+        let (keys, echo) = typed(&mut ed, b"li\x1b[A\x1b[3~\x1bOHst\r");
+        assert_eq!(keys, vec![Key::Line("list".into())]);
+        assert_eq!(echo, b"list\r\n");
     }
 }

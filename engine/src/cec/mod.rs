@@ -7,6 +7,7 @@ pub mod client;
 pub mod counters;
 pub mod editor;
 pub mod frame;
+pub mod guard;
 pub mod server;
 pub mod session;
 pub mod socket;

@@ -2,15 +2,16 @@
 //! bounded table of sessions, and a second thread that runs their command lines on the
 //! shelf (through the same admin channel as `ethershelf console`). Nothing here touches the
 //! data path: its frames arrive on their own sockets and its commands queue like the
-//! console's.
+//! console's, at most one per session and a bounded number in all.
 
 use super::counters::CecCounters;
 use super::frame::{CecFrame, Kind, MAX_FRAME};
+use super::guard::{Lockouts, LogBudget};
 use super::session::{Action, Outgoing, Session, Texts, CHUNK};
 use super::socket::{wait_readable, CecSocket};
 use crate::wire::MacAddr;
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +24,14 @@ const RX_BURST: usize = 64;
 const EVICT_IDLE: Duration = Duration::from_secs(300);
 /// Same, for a session still at its password question.
 const EVICT_UNAUTHENTICATED: Duration = Duration::from_secs(30);
-/// A session whose client never finishes the handshake is dropped after this.
+/// A session whose client never finishes the handshake is dropped this long after init-a.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// init-b is sent again this often until the client's init-c (or data) arrives.
+const INIT_B_RESEND: Duration = Duration::from_millis(500);
+/// Sessions one host (MAC) may hold at once.
+const SESSIONS_PER_HOST: usize = 2;
+/// Session log lines per minute (a connect flood is summarised).
+const LOG_LINES_PER_MINUTE: u32 = 30;
 
 /// Runs one command line for a user name (`cec MAC`) and returns the console's answer.
 pub type Runner = Box<dyn Fn(&str, &str) -> String + Send>;
@@ -45,6 +52,17 @@ pub struct CecSettings {
 
 /// Identifies a session: port, client MAC, client tag.
 type Key = (usize, MacAddr, u8);
+/// A command for the runner: the session (key and generation), the line, the user.
+type Job = (Key, u64, String, String);
+
+/// How a session ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client sent a reset: nothing to tell it.
+    ByClient,
+    /// The shelf ends it: a reset tells the client.
+    ByShelf,
+}
 
 struct Server {
     sockets: Vec<CecSocket>,
@@ -52,10 +70,13 @@ struct Server {
     texts: Texts,
     sessions: Vec<Session>,
     counters: Arc<CecCounters>,
-    jobs: mpsc::Sender<(Key, String, String)>,
+    jobs: mpsc::SyncSender<Job>,
     frame: [u8; MAX_FRAME],
-    /// When "every session slot is taken" was last logged (a flood logs once per minute).
-    full_logged: Option<Instant>,
+    generation: u64,
+    lockouts: Lockouts,
+    log: LogBudget,
+    /// When init-b was last sent, per session generation (until the handshake completes).
+    init_b: Vec<(u64, Instant)>,
 }
 
 /// Opens the console sockets on `interfaces` and serves them on a thread for the life of
@@ -81,19 +102,20 @@ pub fn start(
             "no port could take the console over Ethernet",
         ));
     }
-    let (job_tx, job_rx) = mpsc::channel::<(Key, String, String)>();
-    let (done_tx, done_rx) = mpsc::channel::<(Key, String)>();
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(settings.max_sessions.max(1));
+    let (done_tx, done_rx) = mpsc::channel::<(Key, u64, String)>();
     std::thread::Builder::new()
         .name("cec-commands".into())
         .spawn(move || {
-            for (key, line, user) in job_rx {
+            for (key, generation, line, user) in job_rx {
                 let answer = runner(&line, &user);
-                if done_tx.send((key, answer)).is_err() {
+                if done_tx.send((key, generation, answer)).is_err() {
                     break;
                 }
             }
         })?;
     let ports: Vec<String> = sockets.iter().map(|s| s.name().to_string()).collect();
+    let now = Instant::now();
     let mut server = Server {
         texts: Texts {
             prompt: format!("ethershelf shelf {}> ", settings.shelf),
@@ -109,7 +131,10 @@ pub fn start(
         counters,
         jobs: job_tx,
         frame: [0; MAX_FRAME],
-        full_logged: None,
+        generation: 0,
+        lockouts: Lockouts::default(),
+        log: LogBudget::new(LOG_LINES_PER_MINUTE, now),
+        init_b: Vec::new(),
     };
     std::thread::Builder::new()
         .name("cec".into())
@@ -118,10 +143,14 @@ pub fn start(
     Ok(())
 }
 
+fn count(what: &AtomicU64) {
+    what.fetch_add(1, Ordering::Relaxed);
+}
+
 impl Server {
-    fn run(&mut self, answers: mpsc::Receiver<(Key, String)>) {
+    fn run(&mut self, answers: mpsc::Receiver<(Key, u64, String)>) {
+        let offer = self.offer_text();
         for port in 0..self.sockets.len() {
-            let offer = self.offer_text();
             self.send(
                 port,
                 MacAddr::BROADCAST,
@@ -151,12 +180,24 @@ impl Server {
             }
             loop {
                 match answers.try_recv() {
-                    Ok((key, text)) => self.answer(key, &text),
+                    Ok((key, generation, text)) => self.answer(key, generation, &text),
                     Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => return,
                 }
             }
             self.timers();
+        }
+    }
+
+    /// Logs a session event within the log budget.
+    fn note(&mut self, host: MacAddr, what: &str) {
+        match self.log.take(Instant::now()) {
+            Ok(true) => tracing::info!(%host, "console over Ethernet: {what}"),
+            Ok(false) => {}
+            Err(n) => {
+                tracing::warn!(suppressed = n, "console over Ethernet: {n} session log lines left out in the last minute (a flood?)");
+                tracing::info!(%host, "console over Ethernet: {what}");
+            }
         }
     }
 
@@ -177,13 +218,9 @@ impl Server {
             .position(|s| (s.port, s.peer, s.tag) == key)
     }
 
-    fn count(&self, what: &std::sync::atomic::AtomicU64) {
-        what.fetch_add(1, Ordering::Relaxed);
-    }
-
     fn frame_in(&mut self, port: usize, bytes: &[u8]) {
         let Ok(f) = CecFrame::parse(bytes) else {
-            self.count(&self.counters.malformed);
+            count(&self.counters.malformed);
             return;
         };
         let ours = self.sockets[port].mac();
@@ -191,54 +228,55 @@ impl Server {
             return;
         }
         if f.src.is_multicast() || f.src == ours {
-            self.count(&self.counters.malformed);
+            count(&self.counters.malformed);
             return;
         }
         let now = Instant::now();
         let key = (port, f.src, f.tag);
         match f.kind {
-            Kind::Discover | Kind::InitA if !self.allowed(f.src) => {
-                self.count(&self.counters.refused_host);
-                tracing::debug!(host = %f.src, "console over Ethernet: host not allowed");
+            Kind::Discover | Kind::InitA
+                if !self.allowed(f.src) || self.lockouts.locked(f.src, now) =>
+            {
+                count(&self.counters.refused_host);
             }
             Kind::Discover => {
-                self.count(&self.counters.accepted);
+                count(&self.counters.accepted);
                 let offer = self.offer_text();
                 self.send(port, f.src, Kind::Offer, f.tag, 0, offer.as_bytes());
             }
             Kind::InitA => self.connect(key, now),
             Kind::InitC => match self.find(key) {
                 Some(i) => {
-                    self.count(&self.counters.accepted);
-                    let was_open = self.sessions[i].is_open();
-                    self.sessions[i].open(&self.texts, now);
-                    if !was_open {
-                        tracing::info!(host = %f.src, port = self.sockets[port].name(), "console session opened");
+                    count(&self.counters.accepted);
+                    if !self.sessions[i].is_open() {
+                        self.sessions[i].open(&self.texts, now);
+                        let host = f.src;
+                        self.note(host, "session opened");
                     }
                 }
-                None => self.count(&self.counters.no_session),
+                None => count(&self.counters.no_session),
             },
             Kind::Data => match self.find(key) {
                 Some(i) => {
-                    self.count(&self.counters.accepted);
+                    count(&self.counters.accepted);
                     self.send(port, f.src, Kind::Ack, f.tag, f.seq, &[]);
                     self.keystrokes(i, f.seq, f.data, now);
                 }
-                None => self.count(&self.counters.no_session),
+                None => count(&self.counters.no_session),
             },
             Kind::Ack => match self.find(key) {
                 Some(i) => {
-                    self.count(&self.counters.accepted);
+                    count(&self.counters.accepted);
                     self.sessions[i].acked(f.seq, now);
                 }
-                None => self.count(&self.counters.no_session),
+                None => count(&self.counters.no_session),
             },
             Kind::Reset => match self.find(key) {
                 Some(i) => {
-                    self.count(&self.counters.accepted);
-                    self.drop_session(i, "closed by the client");
+                    count(&self.counters.accepted);
+                    self.drop_session(i, "closed by the client", End::ByClient);
                 }
-                None => self.count(&self.counters.no_session),
+                None => count(&self.counters.no_session),
             },
             // Another shelf's answers: not for a server.
             Kind::InitB | Kind::Offer => {}
@@ -247,9 +285,20 @@ impl Server {
 
     fn connect(&mut self, key: Key, now: Instant) {
         if let Some(i) = self.find(key) {
-            // The client starts over with the same tag (it missed our init-b).
-            self.sessions.swap_remove(i);
-        } else if self.sessions.len() >= self.settings.max_sessions {
+            // The client asks again (it missed our init-b, or it saw an offer and reconnects):
+            // the session, its sequence numbers and its login stay; init-b goes out again.
+            count(&self.counters.accepted);
+            let generation = self.sessions[i].generation;
+            self.init_b.retain(|(g, _)| *g != generation);
+            self.init_b.push((generation, now));
+            self.send(key.0, key.1, Kind::InitB, key.2, 0, &[]);
+            return;
+        }
+        if self.sessions.iter().filter(|s| s.peer == key.1).count() >= SESSIONS_PER_HOST {
+            count(&self.counters.sessions_full);
+            return;
+        }
+        if self.sessions.len() >= self.settings.max_sessions {
             let idlest = self
                 .sessions
                 .iter()
@@ -263,23 +312,22 @@ impl Server {
                 .min_by_key(|(_, s)| s.last_heard)
                 .map(|(i, _)| i);
             match idlest {
-                Some(i) => self.drop_session(i, "idle; its place went to a new session"),
+                Some(i) => {
+                    self.drop_session(i, "idle; its place went to a new session", End::ByShelf)
+                }
                 None => {
-                    self.count(&self.counters.sessions_full);
-                    if self
-                        .full_logged
-                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
-                    {
-                        self.full_logged = Some(now);
-                        tracing::warn!(host = %key.1, limit = self.settings.max_sessions, "console session refused: every session slot is taken (logged once a minute; see ethershelf_cec_frames_total{{outcome=\"sessions_full\"}})");
-                    }
+                    count(&self.counters.sessions_full);
+                    self.note(key.1, "session refused: every session slot is taken");
                     return;
                 }
             }
         }
-        self.count(&self.counters.accepted);
-        self.count(&self.counters.sessions_opened);
-        self.sessions.push(Session::new(key.1, key.2, key.0, now));
+        count(&self.counters.accepted);
+        count(&self.counters.sessions_opened);
+        self.generation += 1;
+        self.sessions
+            .push(Session::new(key.1, key.2, key.0, self.generation, now));
+        self.init_b.push((self.generation, now));
         self.counters
             .sessions
             .store(self.sessions.len() as u64, Ordering::Relaxed);
@@ -288,25 +336,37 @@ impl Server {
 
     fn keystrokes(&mut self, i: usize, seq: u8, data: &[u8], now: Instant) {
         let s = &mut self.sessions[i];
-        match s.keystrokes(seq, data, &self.texts, now) {
+        let action = s.keystrokes(seq, data, &self.texts, now);
+        let (key, generation, peer) = ((s.port, s.peer, s.tag), s.generation, s.peer);
+        match action {
             Some(Action::Run(line)) => {
-                let key = (s.port, s.peer, s.tag);
-                let user = format!("cec {}", s.peer);
-                tracing::info!(host = %s.peer, command = %line, "console command over Ethernet");
-                self.count(&self.counters.commands);
-                if self.jobs.send((key, line, user)).is_err() {
-                    self.sessions[i]
-                        .answer("error: the shelf's command runner stopped\n", &self.texts);
+                count(&self.counters.commands);
+                let user = format!("cec {peer}");
+                if let Err(e) = self.jobs.try_send((key, generation, line.clone(), user)) {
+                    let why = match e {
+                        mpsc::TrySendError::Full(_) => {
+                            "error: the shelf is busy with other console commands; try again\n"
+                        }
+                        mpsc::TrySendError::Disconnected(_) => {
+                            "error: the shelf's command runner stopped\n"
+                        }
+                    };
+                    self.sessions[i].answer(why, &self.texts);
+                } else {
+                    self.note(peer, &format!("command '{line}'"));
                 }
             }
-            Some(Action::Close) => self.drop_session(i, "closed"),
+            Some(Action::Close) => self.drop_session(i, "closed", End::ByShelf),
             None => {}
         }
     }
 
-    fn answer(&mut self, key: Key, text: &str) {
+    fn answer(&mut self, key: Key, generation: u64, text: &str) {
         let Some(i) = self.find(key) else { return };
-        self.sessions[i].answer(text, &self.texts);
+        // An answer for an earlier session with the same key is dropped.
+        if self.sessions[i].generation == generation {
+            self.sessions[i].answer(text, &self.texts);
+        }
     }
 
     fn timers(&mut self) {
@@ -315,38 +375,59 @@ impl Server {
         let mut i = 0;
         while i < self.sessions.len() {
             let s = &mut self.sessions[i];
-            let (port, peer, tag) = (s.port, s.peer, s.tag);
-            if !s.is_open() && now.duration_since(s.last_heard) >= HANDSHAKE_TIMEOUT {
-                self.drop_session(i, "the client did not finish the handshake");
+            let (port, peer, tag, generation) = (s.port, s.peer, s.tag, s.generation);
+            if !s.is_open() {
+                if now.duration_since(s.created) >= HANDSHAKE_TIMEOUT {
+                    self.drop_session(i, "the client did not finish the handshake", End::ByShelf);
+                    continue;
+                }
+                let due = self
+                    .init_b
+                    .iter_mut()
+                    .find(|(g, _)| *g == generation)
+                    .filter(|(_, at)| now.duration_since(*at) >= INIT_B_RESEND);
+                if let Some(entry) = due {
+                    entry.1 = now;
+                    self.send(port, peer, Kind::InitB, tag, 0, &[]);
+                }
+                i += 1;
                 continue;
             }
             match s.poll(now, &mut out) {
                 Outgoing::Idle => i += 1,
                 Outgoing::Data { seq, len, resend } => {
                     if resend {
-                        self.count(&self.counters.resends);
+                        count(&self.counters.resends);
                     }
                     self.send(port, peer, Kind::Data, tag, seq, &out[..len]);
                     i += 1;
                 }
                 Outgoing::Expired => {
-                    self.count(&self.counters.sessions_expired);
-                    self.drop_session(i, "the client stopped answering");
+                    count(&self.counters.sessions_expired);
+                    self.drop_session(i, "the client stopped answering", End::ByShelf);
                 }
-                Outgoing::Done => {
-                    self.send(port, peer, Kind::Reset, tag, 0, &[]);
-                    self.drop_session(i, "closed");
-                }
+                Outgoing::Done => self.drop_session(i, "closed", End::ByShelf),
             }
         }
     }
 
-    fn drop_session(&mut self, i: usize, why: &str) {
+    fn drop_session(&mut self, i: usize, why: &str, end: End) {
         let s = self.sessions.swap_remove(i);
+        self.init_b.retain(|(g, _)| *g != s.generation);
+        if end == End::ByShelf {
+            self.send(s.port, s.peer, Kind::Reset, s.tag, 0, &[]);
+        }
+        let now = Instant::now();
+        if self
+            .lockouts
+            .wrong(s.peer, u32::from(s.wrong_passwords), now)
+        {
+            tracing::warn!(host = %s.peer, "console over Ethernet: too many wrong passwords; this host is refused for a minute");
+        }
         self.counters
             .sessions
             .store(self.sessions.len() as u64, Ordering::Relaxed);
-        tracing::info!(host = %s.peer, why, "console session ended");
+        self.note(s.peer, &format!("session ended ({why})"));
     }
 
     fn send(&mut self, port: usize, dst: MacAddr, kind: Kind, tag: u8, seq: u8, data: &[u8]) {

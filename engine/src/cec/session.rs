@@ -84,9 +84,23 @@ pub struct Session {
     pub tag: u8,
     /// The port it came in on.
     pub port: usize,
-    /// Last frame from the client.
+    /// Told apart from an earlier session with the same key (a late answer is dropped).
+    pub generation: u64,
+    /// When init-a made it.
+    pub created: Instant,
+    /// Last progress from the client: a new keystroke, or the ack of what was outstanding
+    /// (repeated frames do not count, so they cannot keep an idle session alive).
     pub last_heard: Instant,
+    /// Wrong passwords typed in this session.
+    pub wrong_passwords: u8,
     stage: Stage,
+    /// Keystrokes are ignored until then (after a wrong password).
+    quiet_until: Option<Instant>,
+    /// Output was cut because too much waited; nothing more is queued until it drains.
+    cut: bool,
+    /// The last chunk was given up after its resends (its ack may be what was lost: the
+    /// Coraid client does not ack a repeated sequence). A second one ends the session.
+    gave_up: bool,
     editor: LineEditor,
     pending: VecDeque<u8>,
     outstanding: Option<Outstanding>,
@@ -98,13 +112,19 @@ pub struct Session {
 
 impl Session {
     /// A session after the client's init-a.
-    pub fn new(peer: MacAddr, tag: u8, port: usize, now: Instant) -> Session {
+    pub fn new(peer: MacAddr, tag: u8, port: usize, generation: u64, now: Instant) -> Session {
         Session {
             peer,
             tag,
             port,
+            generation,
+            created: now,
             last_heard: now,
+            wrong_passwords: 0,
             stage: Stage::Connecting,
+            quiet_until: None,
+            cut: false,
+            gave_up: false,
             editor: LineEditor::default(),
             pending: VecDeque::new(),
             outstanding: None,
@@ -153,11 +173,14 @@ impl Session {
         texts: &Texts,
         now: Instant,
     ) -> Option<Action> {
-        self.last_heard = now;
         if self.last_rx_seq == Some(seq) {
             return None;
         }
+        self.last_heard = now;
         self.last_rx_seq = Some(seq);
+        if self.quiet_until.is_some_and(|t| now < t) {
+            return None;
+        }
         let mut action = None;
         for &b in data {
             if action.is_some() || matches!(self.stage, Stage::Running | Stage::Closing) {
@@ -180,7 +203,7 @@ impl Session {
                     self.reprompt(texts);
                     None
                 }
-                Key::Line(line) => self.line(line.trim(), texts),
+                Key::Line(line) => self.line(&line, texts, now),
             };
         }
         action
@@ -194,19 +217,24 @@ impl Session {
         }
     }
 
-    fn line(&mut self, line: &str, texts: &Texts) -> Option<Action> {
+    fn line(&mut self, typed: &str, texts: &Texts, now: Instant) -> Option<Action> {
+        let line = typed.trim();
         match std::mem::replace(&mut self.stage, Stage::Prompt) {
             Stage::Password { tries } => {
+                // The password as typed: spaces are part of it.
                 if texts
                     .password
                     .as_deref()
-                    .is_some_and(|p| same_secret(p, line))
+                    .is_some_and(|p| same_secret(p, typed))
                 {
                     self.editor.hidden = false;
                     self.say(&texts.prompt);
                     return None;
                 }
                 let tries = tries + 1;
+                self.wrong_passwords = self.wrong_passwords.saturating_add(1);
+                // Guessing costs time: keystrokes are ignored for a second.
+                self.quiet_until = Some(now + Duration::from_secs(1));
                 if tries >= PASSWORD_TRIES {
                     self.say("wrong password; closing\n");
                     self.stage = Stage::Closing;
@@ -217,7 +245,7 @@ impl Session {
                 None
             }
             Stage::Confirm(command) => {
-                if matches!(line, "y" | "Y" | "yes") {
+                if line.eq_ignore_ascii_case("y") || line.eq_ignore_ascii_case("yes") {
                     self.stage = Stage::Running;
                     Some(Action::Run(command))
                 } else {
@@ -273,8 +301,12 @@ impl Session {
 
     fn say_bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
+            if self.cut {
+                return;
+            }
             if self.pending.len() >= MAX_PENDING {
                 self.pending.extend(b"\r\n[output cut: too much]\r\n");
+                self.cut = true;
                 return;
             }
             if b == b'\n' && self.last_said != b'\r' {
@@ -287,11 +319,15 @@ impl Session {
 
     /// The client acknowledged `seq`.
     pub fn acked(&mut self, seq: u8, now: Instant) {
-        self.last_heard = now;
         if let Some(o) = &self.outstanding {
             if o.seq == seq {
                 self.pending.drain(..o.len);
                 self.outstanding = None;
+                self.last_heard = now;
+                self.gave_up = false;
+                if self.pending.is_empty() {
+                    self.cut = false;
+                }
             }
         }
     }
@@ -303,7 +339,16 @@ impl Session {
                 return Outgoing::Idle;
             }
             if o.resends >= RESENDS {
-                return Outgoing::Expired;
+                if self.gave_up {
+                    return Outgoing::Expired;
+                }
+                // Perhaps only the ack was lost (the client then ignores our resends): take
+                // the chunk as delivered and go on; the next one tells.
+                let len = o.len;
+                self.pending.drain(..len);
+                self.outstanding = None;
+                self.gave_up = true;
+                return self.poll(now, out);
             }
             o.resends += 1;
             o.sent_at = now;
@@ -398,7 +443,16 @@ mod tests {
     }
 
     fn type_line(s: &mut Session, seq: &mut u8, line: &str, texts: &Texts) -> Option<Action> {
-        let now = Instant::now();
+        type_line_at(s, seq, line, texts, Instant::now())
+    }
+
+    fn type_line_at(
+        s: &mut Session,
+        seq: &mut u8,
+        line: &str,
+        texts: &Texts,
+        now: Instant,
+    ) -> Option<Action> {
         let mut action = None;
         for b in line.bytes().chain(std::iter::once(b'\r')) {
             *seq = seq.wrapping_add(1);
@@ -412,7 +466,7 @@ mod tests {
     #[test]
     fn a_session_prompts_runs_commands_and_confirms_destructive_ones() {
         let now = Instant::now();
-        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 7, 0, now);
+        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 7, 0, 1, now);
         s.open(&plain(), now);
         assert_eq!(drain(&mut s, now), "hello\r\nethershelf shelf 1> ");
         let mut seq = 0;
@@ -441,7 +495,7 @@ mod tests {
     #[test]
     fn duplicates_are_ignored_and_lost_frames_are_resent_then_the_session_expires() {
         let t0 = Instant::now();
-        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 7, 0, t0);
+        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 7, 0, 1, t0);
         s.open(&plain(), t0);
         assert_eq!(s.keystrokes(1, b"w", &plain(), t0), None);
         assert_eq!(s.keystrokes(1, b"w", &plain(), t0), None);
@@ -464,6 +518,22 @@ mod tests {
                 }
             );
         }
+        // Given up once (perhaps only the ack was lost): the next chunk goes out...
+        t += RESEND_AFTER;
+        assert_eq!(s.poll(t, &mut buf), Outgoing::Idle);
+        s.say("more");
+        let Outgoing::Data { seq, .. } = s.poll(t, &mut buf) else {
+            panic!("the next chunk was not sent")
+        };
+        assert_eq!(seq, 2);
+        // ...and when it is not acknowledged either, the session is over.
+        for _ in 0..=RESENDS {
+            t += RESEND_AFTER;
+            assert!(
+                matches!(s.poll(t, &mut buf), Outgoing::Data { resend: true, .. })
+                    || s.poll(t, &mut buf) == Outgoing::Expired
+            );
+        }
         t += RESEND_AFTER;
         assert_eq!(s.poll(t, &mut buf), Outgoing::Expired);
     }
@@ -475,25 +545,34 @@ mod tests {
             ..plain()
         };
         let now = Instant::now();
-        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 7, 0, now);
+        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 7, 0, 1, now);
         s.open(&texts, now);
         assert!(drain(&mut s, now).ends_with("password: "));
         let mut seq = 0;
-        assert_eq!(type_line(&mut s, &mut seq, "list", &texts), None);
+        assert_eq!(type_line_at(&mut s, &mut seq, "list", &texts, now), None);
         let said = drain(&mut s, now);
         assert!(!said.contains("list"), "the password was echoed: {said:?}");
         assert!(said.contains("wrong password"));
-        assert_eq!(type_line(&mut s, &mut seq, "s3cret", &texts), None);
-        assert!(drain(&mut s, now).ends_with("ethershelf shelf 1> "));
+        // Typed at once after a wrong one: ignored.
+        assert_eq!(type_line_at(&mut s, &mut seq, "s3cret", &texts, now), None);
+        assert!(!drain(&mut s, now).contains("shelf 1> "));
+        let later = now + Duration::from_secs(2);
         assert_eq!(
-            type_line(&mut s, &mut seq, "when", &texts),
+            type_line_at(&mut s, &mut seq, "s3cret", &texts, later),
+            None
+        );
+        assert!(drain(&mut s, later).ends_with("ethershelf shelf 1> "));
+        assert_eq!(
+            type_line_at(&mut s, &mut seq, "when", &texts, later),
             Some(Action::Run("when".into()))
         );
-        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 8, 0, now);
+        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 8, 0, 2, now);
         s.open(&texts, now);
-        for _ in 0..PASSWORD_TRIES {
-            assert_eq!(type_line(&mut s, &mut seq, "guess", &texts), None);
+        for i in 0..PASSWORD_TRIES {
+            let at = now + Duration::from_secs(2 * u64::from(i));
+            assert_eq!(type_line_at(&mut s, &mut seq, "guess", &texts, at), None);
         }
+        assert_eq!(s.wrong_passwords, PASSWORD_TRIES);
         drain(&mut s, now);
         let mut buf = [0u8; CHUNK];
         assert_eq!(s.poll(now, &mut buf), Outgoing::Done);
@@ -502,7 +581,7 @@ mod tests {
     #[test]
     fn long_answers_go_in_chunks_in_order() {
         let now = Instant::now();
-        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 7, 0, now);
+        let mut s = Session::new(MacAddr([2, 0, 0, 0, 0, 9]), 7, 0, 1, now);
         s.open(&plain(), now);
         drain(&mut s, now);
         let mut seq = 0;

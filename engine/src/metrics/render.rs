@@ -169,6 +169,14 @@ fn describe() {
         "Requests that went to disk inside a merged I/O"
     );
     describe_counter!(
+        "ethershelf_member_failures_total",
+        "Members of the LUN's array failed since start (I/O errors, metadata writes, the admin)"
+    );
+    describe_gauge!(
+        "ethershelf_disk_state",
+        "Each disk slot's state (1 for the current one): up, failed, spare, recovering, missing, free"
+    );
+    describe_counter!(
         "ethershelf_cec_frames_total",
         "Console-over-Ethernet frames by outcome (accepted, malformed, refused_host, sessions_full, no_session)"
     );
@@ -308,6 +316,14 @@ fn record(snap: &Snapshot) {
             .set(a.sync_progress);
         gauge!("ethershelf_array_sync_rate_bytes_per_second", "lun" => a.lun.clone(), "kind" => kind)
             .set(a.sync_rate);
+        counter!("ethershelf_member_failures_total", "lun" => a.lun.clone())
+            .absolute(a.member_failures);
+    }
+    for d in &snap.disks {
+        for state in super::snapshot::DISK_STATES {
+            gauge!("ethershelf_disk_state", "disk" => d.disk.clone(), "state" => state)
+                .set(if d.state == state { 1.0 } else { 0.0 });
+        }
     }
     if let Some(c) = &snap.cec {
         record_cec(c);

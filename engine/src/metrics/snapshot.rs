@@ -164,7 +164,21 @@ pub struct ArraySample {
     pub sync_progress: f64,
     /// Its rate in bytes per second.
     pub sync_rate: f64,
+    /// Members failed since start.
+    pub member_failures: u64,
 }
+
+/// One disk slot of the shelf (an entry of `disks:`) as the front panel colours it.
+#[derive(Debug, Clone)]
+pub struct DiskSample {
+    /// `shelf.index`.
+    pub disk: String,
+    /// up, failed, spare, recovering, missing or free.
+    pub state: &'static str,
+}
+
+/// The states a disk slot can be in.
+pub const DISK_STATES: [&str; 6] = ["up", "failed", "spare", "recovering", "missing", "free"];
 
 /// One worker's engine counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -210,6 +224,8 @@ pub struct Snapshot {
     pub arrays: Vec<ArraySample>,
     /// Hot spares available.
     pub spares: u64,
+    /// Every disk slot.
+    pub disks: Vec<DiskSample>,
     /// The console over Ethernet, when it runs (filled in by the endpoint's source).
     pub cec: Option<crate::cec::CecSample>,
 }
@@ -229,6 +245,7 @@ impl Snapshot {
         self.members.extend(other.members);
         self.arrays.extend(other.arrays);
         self.spares += other.spares;
+        self.disks.extend(other.disks);
     }
 }
 

@@ -505,6 +505,7 @@ impl Worker {
                 sync_kind: a.sync.as_ref().map(|j| j.kind.to_string()),
                 sync_progress: a.sync.as_ref().map_or(0.0, |j| j.percent() / 100.0),
                 sync_rate: a.sync.as_ref().map_or(0.0, |j| j.rate()),
+                member_failures: a.member_failures,
             });
         }
         Snapshot {
@@ -515,6 +516,7 @@ impl Worker {
             members,
             arrays,
             spares: self.spares.len() as u64,
+            disks: self.disk_samples(),
             cec: None,
         }
     }

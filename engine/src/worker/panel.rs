@@ -37,6 +37,25 @@ impl Worker {
             .find_map(of)
     }
 
+    /// Every disk slot's state, for the metrics (`ethershelf_disk_state`).
+    pub(super) fn disk_samples(&self) -> Vec<crate::metrics::snapshot::DiskSample> {
+        let uses = self.disk_uses();
+        self.book
+            .config
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(d, path)| {
+                let use_ = uses.get(d).cloned().unwrap_or(DiskUse::Free);
+                let known = self.held_disk_bytes(d).is_some() || path.exists();
+                crate::metrics::snapshot::DiskSample {
+                    disk: format!("{}.{d}", self.shelf),
+                    state: slot_state(&use_, known),
+                }
+            })
+            .collect()
+    }
+
     /// The panel's JSON document.
     pub(super) fn panel(&self) -> Value {
         let shelf = self.shelf;

@@ -181,6 +181,8 @@ pub struct Array {
     next_job_id: u32,
     /// Members switched to buffered I/O because O_DIRECT refused an I/O.
     pub direct_fallbacks: u64,
+    /// Members failed since start (I/O errors, metadata writes, the admin).
+    pub member_failures: u64,
     /// Per role, the last event at which it was in sync (written into every superblock).
     seen: [u64; MAX_MEMBERS],
     /// Version of the newest bitmap write assigned (synchronous or queued).
@@ -579,6 +581,7 @@ impl Array {
             last_scrub: None,
             next_job_id: 1,
             direct_fallbacks: 0,
+            member_failures: 0,
             seen: newest.seen.as_deref().copied().unwrap_or([0; MAX_MEMBERS]),
         };
         array.commit("assembled")?;
@@ -648,6 +651,7 @@ impl Array {
             last_scrub: None,
             next_job_id: 1,
             direct_fallbacks: 0,
+            member_failures: 0,
             seen: [0; MAX_MEMBERS],
         };
         // The bitmap first (all dirty unless clean), then the superblocks that make it an
@@ -737,6 +741,7 @@ impl Array {
                     tracing::error!(lun = %self.label, role = r, disk = d.disk, error = %e, "bad-block list not written");
                     if !self.only_copy(r) {
                         self.roles[r].state = RoleState::Failed;
+                        self.member_failures += 1;
                         self.roles[r].bad.unsaved = false;
                     }
                 }
@@ -873,6 +878,7 @@ impl Array {
             match failed_now {
                 Some(r) => {
                     self.roles[r].state = RoleState::Failed;
+                    self.member_failures += 1;
                     self.event += 1;
                 }
                 None => {
@@ -1007,6 +1013,7 @@ impl Array {
         }
         role.state = RoleState::Failed;
         let disk = role.dev.as_ref().map(|d| d.disk);
+        self.member_failures += 1;
         tracing::error!(lun = %self.label, role = r, disk, why, "member failed");
         self.interrupt_copy_jobs("a member failed");
         if let Some(d) = &self.roles[r].dev {
