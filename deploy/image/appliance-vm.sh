@@ -27,7 +27,8 @@ IFS=, read -ra list <<<"$taps"
 for tap in "${list[@]}"; do
   br=esbr$i app=esapp$i
   mtu=$(cat "/sys/class/net/$tap/mtu")
-  ip link add "$br" type bridge
+  # A fixed address: a mask entry for the bridge (test.sh's aoebench) holds across runs.
+  ip link add "$br" address "52:54:00:e5:20:0$i" type bridge
   ip tuntap add dev "$app" mode tap
   ip link set "$app" mtu "$mtu" master "$br" up
   ip link set "$tap" master "$br" up

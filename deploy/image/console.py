@@ -64,7 +64,9 @@ def command(dirname, line):
     s.sendall(b"\x15\r")
     read_for(s, 5, at_prompt)
     s.sendall(line.encode() + b"\r")
-    out = read_for(s, 60, at_prompt)
+    # Done when a prompt follows the Enter's line break (keep lines shorter than the
+    # terminal: a wrapping line makes the editor redraw its prompt mid-echo).
+    out = read_for(s, 60, lambda b: b"\n" in b and at_prompt(b))
     s.close()
     text = out.decode(errors="replace").replace("\r", "")
     lines = [l for l in text.split("\n") if PROMPT.decode() not in l and not l.startswith("\x1b")]

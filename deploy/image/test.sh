@@ -153,7 +153,10 @@ full)
   ip netns exec "$ns" target/debug/aoebench cfg --target 1.0 --if esbr0 --command set --string "vm-host-a" >"$out/cfg-set.txt" 2>&1 || true
   bridge_mac=$(ip netns exec "$ns" cat /sys/class/net/esbr0/address)
   # The initiator's two NICs, the bridge (aoebench above), and one more entry to recognise.
-  console cmd "mask 0 +52:54:00:e5:00:01 +52:54:00:e5:00:02 +$bridge_mac +52:54:00:e5:aa:aa" | tee "$out/mask.txt"
+  for mac in 52:54:00:e5:00:01 52:54:00:e5:00:02 "$bridge_mac" 52:54:00:e5:aa:aa; do
+    console cmd "mask 0 +$mac"
+  done | tee "$out/mask.txt"
+  grep -qi "525400e5aaaa" "$out/mask.txt" || fail "the mask was not set"
   wait "$run" || { tail -n 30 "$out/run2.log"; fail "(c) fio on the old and the new LUN failed"; }
   tail -n 8 "$out/run2.log"
   say "(c) passed: e1.1 serves, e1.0's data verifies"

@@ -18,7 +18,7 @@ layout() {
   sfdisk -J "$1" | python3 -c '
 import json, sys
 parts = json.load(sys.stdin)["partitiontable"]["partitions"]
-print(len(parts), " ".join(f"{p[\"start\"]}:{p[\"size\"]}:{p[\"type\"]}" for p in parts))'
+print(len(parts), " ".join("%d:%d:%s" % (p["start"], p["size"], p["type"]) for p in parts))'
 }
 want=$(layout "$new") have=$(layout "$target")
 read -r n_new p_new <<<"$want"
