@@ -35,17 +35,7 @@ fn send(
     seq: u8,
     data: &[u8],
 ) -> io::Result<()> {
-    let mut buf = [0u8; MAX_FRAME];
-    let n = CecFrame {
-        dst,
-        src: socket.mac(),
-        kind,
-        tag,
-        seq,
-        data,
-    }
-    .emit(&mut buf);
-    socket.send(&buf[..n])
+    socket.send_frame(&mut [0u8; MAX_FRAME], dst, kind, tag, seq, data)
 }
 
 /// Broadcasts a discover on `socket` (three times, spread over `wait`, as a frame may be

@@ -432,16 +432,7 @@ impl Server {
 
     fn send(&mut self, port: usize, dst: MacAddr, kind: Kind, tag: u8, seq: u8, data: &[u8]) {
         let socket = &self.sockets[port];
-        let f = CecFrame {
-            dst,
-            src: socket.mac(),
-            kind,
-            tag,
-            seq,
-            data,
-        };
-        let n = f.emit(&mut self.frame);
-        if let Err(e) = socket.send(&self.frame[..n]) {
+        if let Err(e) = socket.send_frame(&mut self.frame, dst, kind, tag, seq, data) {
             tracing::debug!(port = socket.name(), error = %e, "console frame not sent");
         }
     }

@@ -1,7 +1,7 @@
 //! A raw AF_PACKET socket on one interface that sees only console frames (EtherType 0xBCBC):
 //! the console never shares a socket, a ring or a buffer with the AoE data path.
 
-use super::frame::ETHERTYPE_CEC;
+use super::frame::{CecFrame, Kind, ETHERTYPE_CEC, MAX_FRAME};
 use crate::net::iface::bound_packet_socket;
 use crate::wire::MacAddr;
 use std::io;
@@ -64,6 +64,28 @@ impl CecSocket {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Builds a console frame from this interface to `dst` in `buf` and sends it.
+    pub fn send_frame(
+        &self,
+        buf: &mut [u8; MAX_FRAME],
+        dst: MacAddr,
+        kind: Kind,
+        tag: u8,
+        seq: u8,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let n = CecFrame {
+            dst,
+            src: self.mac,
+            kind,
+            tag,
+            seq,
+            data,
+        }
+        .emit(buf);
+        self.send(&buf[..n])
     }
 
     /// Receives one frame into `buf`; `None` when nothing is waiting.
