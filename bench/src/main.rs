@@ -101,7 +101,8 @@ enum Command {
     },
     /// Forward every frame between two interfaces with seeded loss, duplication,
     /// reordering, delay, corruption, truncation and link cuts (a misbehaving switch, for
-    /// tests in lab namespaces). Stops after --duration and prints what it did (JSON).
+    /// tests in lab namespaces). Stops after --duration or at SIGINT/SIGTERM and prints what
+    /// it did (JSON). SIGUSR1 starts a link cut, SIGUSR2 ends it (cuts timed by a script).
     Relay {
         /// First interface.
         #[arg(long)]
@@ -648,13 +649,24 @@ fn relay(
             return Err(format!("--{name} {p}: give a percentage 0..100"));
         }
     }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    let controls = ethershelf_bench::relay::Controls::default();
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &controls.stop),
+        (signal_hook::consts::SIGTERM, &controls.stop),
+        (signal_hook::consts::SIGUSR1, &controls.cut_begin),
+        (signal_hook::consts::SIGUSR2, &controls.cut_end),
+    ] {
+        signal_hook::flag::register(sig, flag.clone()).map_err(|e| e.to_string())?;
     }
-    let report =
-        ethershelf_bench::relay::run(a, b, &how, Duration::from_secs_f64(duration), seed, &stop)
-            .map_err(|e| e.to_string())?;
+    let report = ethershelf_bench::relay::run(
+        a,
+        b,
+        &how,
+        Duration::from_secs_f64(duration),
+        seed,
+        &controls,
+    )
+    .map_err(|e| e.to_string())?;
     println!(
         "{}",
         serde_json::to_string(&report).map_err(|e| e.to_string())?

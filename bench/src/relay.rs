@@ -6,6 +6,8 @@
 use crate::socket::AoeSocket;
 use std::collections::BinaryHeap;
 use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest run allowed.
@@ -49,6 +51,9 @@ pub struct Counts {
     pub truncated: u64,
     /// Frames dropped during a link cut.
     pub cut: u64,
+    /// Frames received that were sent to the broadcast address (discovery from hosts,
+    /// announcements from shelves).
+    pub broadcast: u64,
     /// Frames dropped because too many were held.
     pub overflow: u64,
     /// Frames the far side's socket refused.
@@ -64,6 +69,19 @@ pub struct Report {
     pub a_to_b: Counts,
     /// Frames from the second interface to the first.
     pub b_to_a: Counts,
+    /// Link cuts started on demand ([`Controls::cut_begin`]).
+    pub cuts_on_demand: u32,
+}
+
+/// Flags another thread (a signal handler) sets to steer a running relay.
+#[derive(Debug, Default)]
+pub struct Controls {
+    /// Set: the relay stops and returns its report.
+    pub stop: Arc<AtomicBool>,
+    /// Set: a link cut begins now (nothing passes until `cut_end`); the relay clears it.
+    pub cut_begin: Arc<AtomicBool>,
+    /// Set: the cut begun on demand ends now; the relay clears it.
+    pub cut_end: Arc<AtomicBool>,
 }
 
 /// A small seeded generator (xorshift64*): the same seed gives the same decisions for the
@@ -123,15 +141,16 @@ impl Ord for Held {
 }
 
 /// Relays between `a` and `b` with `how` for `duration` (at most [`MAX_DURATION`]) or
-/// until `stop` is set.
+/// until `controls.stop` is set.
 pub fn run(
     a: &str,
     b: &str,
     how: &Impairments,
     duration: Duration,
     seed: u64,
-    stop: &std::sync::atomic::AtomicBool,
+    controls: &Controls,
 ) -> io::Result<Report> {
+    use std::sync::atomic::Ordering::Relaxed;
     if a == b {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -151,7 +170,15 @@ pub fn run(
     let end = start + duration;
     let mut bufs = vec![vec![0u8; 65_536]; 64];
     let mut lens = [0usize; 64];
-    while Instant::now() < end && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    let mut cut_now = false;
+    while Instant::now() < end && !controls.stop.load(Relaxed) {
+        if controls.cut_begin.swap(false, Relaxed) && !cut_now {
+            cut_now = true;
+            report.cuts_on_demand += 1;
+        }
+        if controls.cut_end.swap(false, Relaxed) {
+            cut_now = false;
+        }
         let now = Instant::now();
         while held.peek().is_some_and(|h| h.due <= now) {
             let Some(h) = held.pop() else { break };
@@ -181,10 +208,14 @@ pub fn run(
                     &mut report.b_to_a
                 };
                 counts.received += 1;
-                if how
-                    .cuts
-                    .iter()
-                    .any(|(at, len)| elapsed >= *at && elapsed < *at + *len)
+                if n >= 6 && buf[..6] == [0xFF; 6] {
+                    counts.broadcast += 1;
+                }
+                if cut_now
+                    || how
+                        .cuts
+                        .iter()
+                        .any(|(at, len)| elapsed >= *at && elapsed < *at + *len)
                 {
                     counts.cut += 1;
                     continue;

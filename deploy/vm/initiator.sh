@@ -7,7 +7,7 @@ export LC_ALL=C
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE_DIR=${ETHERSHELF_VM_CACHE:-/var/cache/ethershelf-vm}
 # Bump when the initramfs layout changes, so cached images are rebuilt.
-IMAGE_LAYOUT=1
+IMAGE_LAYOUT=2
 
 usage() {
 	cat <<'EOF'
@@ -46,8 +46,20 @@ Options:
   --nics N            give the guest N NICs, vmtap0..vmtap{N-1} on the host side
                       (default 1); aoe.ko is told to use all of them
   --smp N, --mem MiB  guest CPUs (default 2) and memory (default 1024)
+  --vm-id N           0..255, the fifth byte of the guest NICs' MACs 52:54:00:e5:N:0i
+                      (default 0), so that VMs of concurrent runs on one segment differ
   --aoe-params STR    extra aoe.ko parameters, e.g. "aoe_maxout=32 aoe_deadsecs=10"
   --fio-args STR      extra fio options for the guest's fio command line
+  --guest-script FILE a busybox sh script the guest runs instead of the single fio run, once
+                      the device is up (for scenarios: md over two LUNs, claims with
+                      aoecfg...). It runs with deploy/vm/guest/lib.sh loaded: `ev NAME [text]`
+                      reports a step (it lands in events.tsv as the host sees it), `attach
+                      NAME CMD...` sends an output (saved as attach-NAME.txt), `run_fio JOB
+                      [JSON]` runs fio (the main result goes to /tmp/fio.json). $BDEV is the
+                      device, /etc/esvm/job.fio the --fio-job. Its exit status is the run's.
+  --guest-tools LIST  extra commands in the guest, comma-separated: mdadm, aoecfg (taken
+                      from the host, or from their Debian packages, unpacked, if the host
+                      lacks them)
   --append STR        extra guest kernel command-line arguments
   --qemu-arg ARG      one more qemu argument (repeatable)
   --settle S          seconds between starting TARGET and booting the VM (default 1)
@@ -55,7 +67,7 @@ Options:
 Time limits (seconds; each one ends the run with status 1):
   --boot-timeout S    qemu start -> guest /init running (default 90)
   --wait S            guest: aoe.ko loaded -> device up (default 30)
-  --fio-timeout S     guest: fio's run time (default 300)
+  --fio-timeout S     guest: fio's run time, or the --guest-script's (default 300)
   --timeout S         the VM as a whole (default 600)
 Cache:
   --prepare           only make sure the cached kernel and initramfs exist, then exit
@@ -89,6 +101,7 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 with_limit() { timeout -k 5 "$@"; }   # with_limit SECONDS CMD...: every helper call is bounded
 
 # ------------------------------------------------------------------------------- options ---
+GUEST_SCRIPT="" GUEST_TOOLS="" VM_ID=0
 JOB=$VM_DIR/jobs/default.fio MTU=1500 SHELF=1 SLOT=0 OUT="" ACCEL=tcg NICS=1 SMP=2 MEM=1024
 AOE_PARAMS="" FIO_ARGS="" APPEND="" SETTLE=1 BZIMAGE=0
 BOOT_TIMEOUT=90 DEV_WAIT=30 FIO_TIMEOUT=300 VM_TIMEOUT=600
@@ -111,6 +124,7 @@ parse_args() {
 		--fio-job | --mtu | --shelf | --slot | --out | --accel | --nics | --smp | --mem) ;;
 		--aoe-params | --fio-args | --append | --qemu-arg | --settle) ;;
 		--boot-timeout | --wait | --fio-timeout | --timeout) ;;
+		--guest-script | --guest-tools | --vm-id) ;;
 		--*) setup_error "unknown option $o (see --help)" ;;
 		*) setup_error "unexpected argument '$o' (the target command goes after --; see --help)" ;;
 		esac
@@ -134,6 +148,9 @@ parse_args() {
 		--wait) DEV_WAIT=$2 ;;
 		--fio-timeout) FIO_TIMEOUT=$2 ;;
 		--timeout) VM_TIMEOUT=$2 ;;
+		--guest-script) GUEST_SCRIPT=$2 ;;
+		--guest-tools) GUEST_TOOLS=$2 ;;
+		--vm-id) VM_ID=$2 ;;
 		esac
 		shift 2
 	done
@@ -142,7 +159,7 @@ parse_args() {
 check_args() {
 	local spec v
 	[ "$(id -u)" = 0 ] || setup_error "run as root (network namespace, tap device, qemu)"
-	for spec in MTU:mtu SHELF:shelf SLOT:slot NICS:nics SMP:smp MEM:mem SETTLE:settle \
+	for spec in MTU:mtu SHELF:shelf SLOT:slot NICS:nics SMP:smp MEM:mem SETTLE:settle VM_ID:vm-id \
 		BOOT_TIMEOUT:boot-timeout DEV_WAIT:wait FIO_TIMEOUT:fio-timeout VM_TIMEOUT:timeout; do
 		v=${spec%%:*}
 		is_uint "${!v}" || setup_error "--${spec#*:} must be a whole number, got '${!v}'"
@@ -151,11 +168,17 @@ check_args() {
 	((MTU >= 576 && MTU <= 65535)) || setup_error "--mtu $MTU is out of range (576..65535)"
 	((SHELF <= 65534 && SLOT <= 254)) || setup_error "--shelf must be 0..65534 and --slot 0..254"
 	((NICS >= 1 && NICS <= 8)) || setup_error "--nics must be 1..8"
+	((VM_ID <= 255)) || setup_error "--vm-id must be 0..255"
 	((BOOT_TIMEOUT > 0 && DEV_WAIT > 0 && FIO_TIMEOUT > 0 && VM_TIMEOUT > 0)) ||
 		setup_error "time limits must be positive"
 	case "$ACCEL" in tcg | kvm) ;; *) setup_error "--accel must be tcg or kvm" ;; esac
 	[ "$ACCEL" = kvm ] && { [ -c /dev/kvm ] || setup_error "--accel kvm: /dev/kvm is missing"; }
 	[ -r "$JOB" ] || setup_error "fio job file '$JOB' is not readable"
+	[ -z "$GUEST_SCRIPT" ] || [ -r "$GUEST_SCRIPT" ] || setup_error "guest script '$GUEST_SCRIPT' is not readable"
+	local t
+	for t in ${GUEST_TOOLS//,/ }; do
+		case "$t" in mdadm | aoecfg) ;; *) setup_error "--guest-tools: unknown tool '$t' (mdadm, aoecfg)" ;; esac
+	done
 	[ -c /dev/net/tun ] || setup_error "/dev/net/tun is missing (modprobe tun)"
 	((PREPARE)) || ((${#TARGET[@]})) || setup_error "no target command (put it after --; see --help)"
 	JOB=$(cd "$(dirname "$JOB")" && pwd)/$(basename "$JOB")
@@ -311,9 +334,10 @@ build_kernel() {
 		log "no PVH-bootable vmlinux; the VM will boot the compressed kernel"
 		rm -f "$dir.new/vmlinux"
 	fi
-	# NIC drivers first (in dependency order), then aoe.ko's dependencies; aoe.ko itself is
-	# loaded separately, after the NICs are up. Add drivers here (e.g. virtio_blk) as needed.
-	mods=$(module_closure "$root" virtio_pci virtio_net aoe) ||
+	# NIC drivers first (in dependency order), md's RAID1 (for scenarios that mirror two
+	# LUNs), then aoe.ko's dependencies; aoe.ko itself is loaded separately, after the NICs
+	# are up. Add drivers here (e.g. virtio_blk) as needed.
+	mods=$(module_closure "$root" virtio_pci virtio_net raid1 aoe) ||
 		{ rm -rf "$tmp" "$dir.new"; setup_error "cannot work out the module set"; }
 	while read -r m rel; do
 		case "$rel" in
@@ -339,6 +363,7 @@ build_image() {
 	cp /bin/busybox "$r/bin/busybox"
 	ln -s busybox "$r/bin/sh"
 	cp "$VM_DIR/guest/init.sh" "$r/init"
+	cp "$VM_DIR/guest/lib.sh" "$r/lib/esvm.sh"
 	chmod 755 "$r/init"
 	cp "$kdir"/modules/*.ko "$kdir/load-order" "$r/lib/modules/esvm/"
 	cp "$(command -v fio)" "$r/usr/bin/fio"
@@ -370,7 +395,7 @@ prepare_cache() {
 	read -r pkg ver < <(kernel_package)
 	[ -n "${ver:-}" ] || { apt_update_once; read -r pkg ver < <(kernel_package); }
 	if [ -n "${ver:-}" ]; then
-		KDIR=$CACHE_DIR/kernel/${pkg}_$ver
+		KDIR=$CACHE_DIR/kernel/${pkg}_${ver}_l$IMAGE_LAYOUT
 		if ((REBUILD)) || [ ! -s "$KDIR/release" ]; then
 			build_kernel "$pkg" "$ver" "$KDIR"
 			find "$CACHE_DIR/kernel" -mindepth 1 -maxdepth 1 ! -path "$KDIR" -exec rm -rf {} +
@@ -384,7 +409,7 @@ prepare_cache() {
 
 	key=$({
 		echo "layout $IMAGE_LAYOUT"
-		cat "$KDIR/release" "$KDIR/load-order" "$VM_DIR/guest/init.sh"
+		cat "$KDIR/release" "$KDIR/load-order" "$VM_DIR/guest/init.sh" "$VM_DIR/guest/lib.sh"
 		sha256sum "$KDIR/modules/"*.ko | cut -d' ' -f1
 		dpkg-query -W fio busybox-static 2>/dev/null
 		ldd "$(command -v fio)" | awk '{ print $1, $3 }'
@@ -487,11 +512,45 @@ QEMU_RC=""
 VM_START_MS=0
 HOST_FAILURE=""
 
+# add_guest_tools ROOT: the --guest-tools binaries and their libraries into ROOT. A tool the
+# host lacks is unpacked from its Debian package (cached), never installed on the host.
+add_guest_tools() {
+	local r=$1 t pkg bin lib dir deb
+	for t in ${GUEST_TOOLS//,/ }; do
+		case "$t" in mdadm) pkg=mdadm ;; aoecfg) pkg=aoetools ;; esac
+		bin=$(command -v "$t" 2>/dev/null || true)
+		if [ -z "$bin" ]; then
+			dir=$CACHE_DIR/tools/$pkg
+			if [ ! -x "$dir/sbin/$t" ] && [ ! -x "$dir/usr/sbin/$t" ]; then
+				log "unpacking $pkg for the guest's $t (apt-get download)"
+				rm -rf "$dir" && mkdir -p "$dir" || setup_error "cannot create $dir"
+				(cd "$dir" && with_limit 300 apt-get download -q "$pkg" >/dev/null 2>&1) ||
+					{ apt_update_once; (cd "$dir" && with_limit 300 apt-get download -q "$pkg" >/dev/null); } ||
+					setup_error "apt-get download $pkg failed (needed for the guest's $t)"
+				deb=$(ls "$dir"/*.deb)
+				dpkg-deb -x "$deb" "$dir" || setup_error "cannot unpack $deb"
+			fi
+			bin=$dir/sbin/$t
+			[ -x "$bin" ] || bin=$dir/usr/sbin/$t
+		fi
+		[ -x "$bin" ] || setup_error "no $t binary found"
+		mkdir -p "$r/usr/sbin"
+		cp "$bin" "$r/usr/sbin/$t" || setup_error "cannot copy $bin"
+		while read -r lib; do
+			[ -e "$r$lib" ] && continue
+			mkdir -p "$r${lib%/*}"
+			cp -L "$lib" "$r$lib" || setup_error "cannot copy $lib"
+		done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+	done
+}
+
 # The per-run part of the initramfs, appended to the cached base image.
 vm_initrd() {
 	local r=$WORK/overlay
 	mkdir -p "$r/etc/esvm"
 	cp "$JOB" "$r/etc/esvm/job.fio"
+	[ -z "$GUEST_SCRIPT" ] || cp "$GUEST_SCRIPT" "$r/etc/esvm/script.sh"
+	add_guest_tools "$r"
 	{
 		printf 'ESVM_DEV=e%s.%s\n' "$SHELF" "$SLOT"
 		printf 'ESVM_MTU=%s\nESVM_NICS=%s\n' "$MTU" "$NICS"
@@ -513,7 +572,7 @@ vm_args() {
 	[ "$ACCEL" = kvm ] && VM_ARGS+=(-cpu host)
 	for ((i = 0; i < NICS; i++)); do
 		VM_ARGS+=(-netdev "tap,id=nic$i,ifname=${TAPS[$i]},script=no,downscript=no"
-			-device "virtio-net-pci,netdev=nic$i,mac=52:54:00:e5:00:$(printf %02x $((i + 1))),host_mtu=$MTU")
+			-device "virtio-net-pci,netdev=nic$i,mac=52:54:00:e5:$(printf %02x "$VM_ID"):$(printf %02x $((i + 1))),host_mtu=$MTU")
 	done
 	VM_ARGS+=("${QEMU_EXTRA[@]}")
 }

@@ -9,6 +9,7 @@ fio-stderr.txt, aoe.txt and dmesg.txt, writes the summaries, prints summary.txt 
 when the run passed, 1 when it failed. Python 3 standard library only.
 """
 import json
+import re
 import os
 import sys
 
@@ -137,6 +138,12 @@ def main():
         if name in att:
             with open(p(fname), "w") as f:
                 f.write("\n".join(att[name]) + "\n")
+    # Attachments a --guest-script sent with `attach NAME ...`.
+    known = {"fio_json", "fio_stderr", "dmesg", "aoe_sysfs", "aoe_sysfs_after", "aoe_debugfs"}
+    for name, lines in att.items():
+        if name not in known and re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            with open(p("attach-%s.txt" % name), "w") as f:
+                f.write("\n".join(lines) + "\n")
     aoe_parts = [(n, att[n]) for n in ("aoe_sysfs", "aoe_sysfs_after", "aoe_debugfs") if n in att]
     if aoe_parts:
         with open(p("aoe.txt"), "w") as f:

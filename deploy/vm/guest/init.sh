@@ -1,12 +1,10 @@
 #!/bin/sh
 # PID 1 of the initiator VM (busybox sh). Packed into the initramfs by deploy/vm/initiator.sh.
 #
-# Talks to the host only through the second serial port (ttyS1), one record per line:
-#   ESVM ev NAME UPTIME [text]     a step was reached (UPTIME = guest seconds since boot)
-#   ESVM begin NAME                 the lines up to "ESVM end NAME" are one attachment
-#   ESVM end NAME
-# The run's settings come from /etc/esvm.conf and the fio job from /etc/esvm/job.fio, both in
-# the small per-run archive the host appends to the cached initramfs.
+# Talks to the host only through the second serial port (see /lib/esvm.sh, deploy/vm/guest/
+# lib.sh). The run's settings come from /etc/esvm.conf, the fio job from /etc/esvm/job.fio and
+# an optional scenario script from /etc/esvm/script.sh, all in the small per-run archive the
+# host appends to the cached initramfs.
 
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/bin
@@ -23,19 +21,9 @@ ESVM_AOE_PARAMS="" ESVM_FIO_ARGS=""
 # shellcheck disable=SC1091 # written by the host for each run
 [ -r /etc/esvm.conf ] && . /etc/esvm.conf
 
-HOST=/dev/ttyS1
-if [ -c "$HOST" ]; then stty -F "$HOST" raw -echo 2>/dev/null; else HOST=/dev/console; fi
-
-uptime_s() { read -r u _ < /proc/uptime; echo "$u"; }
-ev() { # NAME [text]
-	line="ESVM ev $1 $(uptime_s)${2:+ $2}"
-	echo "$line" > "$HOST"
-	echo "$line" > /dev/console
-}
-attach() { # NAME CMD...: the output of CMD as one attachment
-	name=$1; shift
-	{ echo "ESVM begin $name"; "$@" 2>&1; echo "ESVM end $name"; } > "$HOST"
-}
+# shellcheck disable=SC1091 # in the initramfs
+. /lib/esvm.sh
+[ "$HOST" = /dev/console ] || stty -F "$HOST" raw -echo 2>/dev/null
 shutdown_vm() {
 	attach dmesg dmesg
 	ev poweroff
@@ -102,11 +90,17 @@ ev device_up "dev=$BDEV payload=$(cat "$SYSD/payload" 2>/dev/null) sectors=$(cat
 attach aoe_sysfs aoe_attrs
 
 { printf '[global]\nfilename=%s\n' "$BDEV"; cat /etc/esvm/job.fio; } > /tmp/job.fio
+: > /tmp/fio.stderr
 ev fio_start
-# shellcheck disable=SC2086 # ESVM_FIO_ARGS is a list of fio options
-timeout "$ESVM_FIO_TIMEOUT" fio --output-format=json --output=/tmp/fio.json $ESVM_FIO_ARGS /tmp/job.fio \
-	> /tmp/fio.stderr 2>&1
-rc=$?
+if [ -r /etc/esvm/script.sh ]; then
+	# A scenario instead of the one fio run; bounded by the same limit.
+	export BDEV ESVM_DEV ESVM_NICS ESVM_FIO_ARGS
+	timeout "$ESVM_FIO_TIMEOUT" sh -c '. /lib/esvm.sh; . /etc/esvm/script.sh' >> /tmp/fio.stderr 2>&1
+	rc=$?
+else
+	timeout "$ESVM_FIO_TIMEOUT" sh -c '. /lib/esvm.sh; run_fio /tmp/job.fio'
+	rc=$?
+fi
 ev fio_end "rc=$rc"
 attach fio_json cat /tmp/fio.json
 attach fio_stderr cat /tmp/fio.stderr
