@@ -21,8 +21,8 @@ cl_init handoff 15 "$@"
 pids=()
 finish() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  wait 2>/dev/null
   cl_cleanup
+  wait 2>/dev/null
 }
 trap finish EXIT
 trap 'exit 130' INT TERM
@@ -52,7 +52,8 @@ for host in a b; do
   grep -a '^ESVM ev' "$OUT/$host/serial1.log" | tr -d '\r' | cut -d' ' -f3- | grep -vE '^(init|nics_up|aoe_loaded|poweroff) '
   grep -A8 '^  job ' "$OUT/$host/summary.txt" 2>/dev/null
 done
-echo "=== the config string at the end: $(cl_shelf_ctl 1 "$OUT/shelf1" list -l 2>&1 | head -n 3 | tr '\n' '|')"
+echo "=== the shelf's audit trail of the config string (host A is 52:54:00:e5:01:01, B ...:02:01)"
+grep -a "config string" "$OUT/shelf1/shelf.log" | sed 's/^[^ ]* *INFO audit: /  /'
 if ((rc != 0)); then
   KEEP=1
   cl_fail "the handoff failed (results in $OUT)"

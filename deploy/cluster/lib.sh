@@ -126,5 +126,11 @@ cl_cleanup() {
   for s in "${!CL_SHELF_PID[@]}"; do
     [ -z "${CL_SHELF_PID[$s]}" ] || kill -KILL "${CL_SHELF_PID[$s]}" 2>/dev/null
   done
+  for s in "${!CL_SHELF_PID[@]}"; do
+    [ -z "${CL_SHELF_PID[$s]}" ] || wait "${CL_SHELF_PID[$s]}" 2>/dev/null
+    CL_SHELF_PID[$s]=
+  done
+  # The harness deletes its own namespace; give it a moment before the segment goes.
+  sleep 1
   for ns in "${CL_NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
 }

@@ -24,8 +24,8 @@ cl_init md 18 "$@"
 harness_pid=
 finish() {
   [ -z "$harness_pid" ] || kill -TERM "$harness_pid" 2>/dev/null
-  wait 2>/dev/null
   cl_cleanup
+  wait 2>/dev/null
 }
 trap finish EXIT
 trap 'exit 130' INT TERM

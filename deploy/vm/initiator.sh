@@ -534,8 +534,8 @@ add_guest_tools() {
 			[ -x "$bin" ] || bin=$dir/usr/sbin/$t
 		fi
 		[ -x "$bin" ] || setup_error "no $t binary found"
-		mkdir -p "$r/usr/sbin"
-		cp "$bin" "$r/usr/sbin/$t" || setup_error "cannot copy $bin"
+		mkdir -p "$r/usr/bin"
+		cp "$bin" "$r/usr/bin/$t" || setup_error "cannot copy $bin"
 		while read -r lib; do
 			[ -e "$r$lib" ] && continue
 			mkdir -p "$r${lib%/*}"
@@ -602,7 +602,7 @@ note_events() {
 		fio_end) log "fio finished ($(secs "${SEEN[$name]}") s)" ;;
 		fail) log "guest reports: $(grep -a -m1 '^ESVM ev fail' "$OUT/serial1.log" | cut -d' ' -f5- | tr -d '\r')" ;;
 		esac
-	done < <(sed -n 's/^ESVM ev \([a-z_]*\) .*/\1/p' "$OUT/serial1.log")
+	done < <(sed -n 's/^ESVM ev \([a-z0-9_]*\) .*/\1/p' "$OUT/serial1.log")
 }
 
 # vm_watch: polls until qemu exits; enforces the time limits; stops the VM when the target dies.
