@@ -68,8 +68,11 @@ cl_shelf_ns() {
   ip -n "$CL_NS" link set "s$1p0" master br0 up
 }
 
-# cl_shelf_config SHELF DIR LUN_FILE LENGTH: a config in DIR/shelf.yaml (one file LUN, slot 0).
+# cl_shelf_config SHELF DIR LUN_FILE LENGTH: a config in DIR/shelf.yaml (one file LUN, slot 0,
+# made with LENGTH if missing; LENGTH empty: the file exists).
 cl_shelf_config() {
+  local lun="{ slot: 0, file: $3, length: $4, create: true }"
+  [ -n "$4" ] || lun="{ slot: 0, file: $3 }"
   mkdir -p "$2/state"
   cat >"$2/shelf.yaml" <<YAML
 shelf: $1
@@ -78,7 +81,7 @@ state_dir: $2/state
 admin: { socket: $2/admin.sock }
 metrics: { listen: "127.0.0.1:9478" }
 luns:
-  - { slot: 0, file: $3, length: $4, create: true }
+  - $lun
 YAML
 }
 
