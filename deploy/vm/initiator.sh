@@ -7,7 +7,7 @@ export LC_ALL=C
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE_DIR=${ETHERSHELF_VM_CACHE:-/var/cache/ethershelf-vm}
 # Bump when the initramfs layout changes, so cached images are rebuilt.
-IMAGE_LAYOUT=2
+IMAGE_LAYOUT=4
 
 usage() {
 	cat <<'EOF'
@@ -46,6 +46,13 @@ Options:
   --nics N            give the guest N NICs, vmtap0..vmtap{N-1} on the host side
                       (default 1); aoe.ko is told to use all of them
   --smp N, --mem MiB  guest CPUs (default 2) and memory (default 1024)
+  --sanboot           boot no kernel of ours: the VM has no disk and runs iPXE (Debian's
+                      ipxe.lkrn, unpacked from the ipxe package into the cache) with
+                      `ifopen net0 && sanboot aoe:eS.L`; the LUN must hold a bootable system
+                      (deploy/cluster/sanboot.sh builds one from --export-boot's files)
+  --export-boot DIR   write the kernel (vmlinuz), the initramfs this run would boot
+                      (initrd.cpio, with its --guest-script) and the kernel command line
+                      (cmdline) into DIR, then exit without booting
   --vm-id N           0..255, the fifth byte of the guest NICs' MACs 52:54:00:e5:N:0i
                       (default 0), so that VMs of concurrent runs on one segment differ
   --aoe-params STR    extra aoe.ko parameters, e.g. "aoe_maxout=32 aoe_deadsecs=10"
@@ -101,7 +108,7 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 with_limit() { timeout -k 5 "$@"; }   # with_limit SECONDS CMD...: every helper call is bounded
 
 # ------------------------------------------------------------------------------- options ---
-GUEST_SCRIPT="" GUEST_TOOLS="" VM_ID=0
+GUEST_SCRIPT="" GUEST_TOOLS="" VM_ID=0 SANBOOT=0 EXPORT_BOOT=""
 JOB=$VM_DIR/jobs/default.fio MTU=1500 SHELF=1 SLOT=0 OUT="" ACCEL=tcg NICS=1 SMP=2 MEM=1024
 AOE_PARAMS="" FIO_ARGS="" APPEND="" SETTLE=1 BZIMAGE=0
 BOOT_TIMEOUT=90 DEV_WAIT=30 FIO_TIMEOUT=300 VM_TIMEOUT=600
@@ -120,11 +127,12 @@ parse_args() {
 		--rebuild) REBUILD=1; shift; continue ;;
 		--no-install) INSTALL=0; shift; continue ;;
 		--bzimage) BZIMAGE=1; shift; continue ;;
+		--sanboot) SANBOOT=1; shift; continue ;;
 		--) shift; TARGET=("$@"); return ;;
 		--fio-job | --mtu | --shelf | --slot | --out | --accel | --nics | --smp | --mem) ;;
 		--aoe-params | --fio-args | --append | --qemu-arg | --settle) ;;
 		--boot-timeout | --wait | --fio-timeout | --timeout) ;;
-		--guest-script | --guest-tools | --vm-id) ;;
+		--guest-script | --guest-tools | --vm-id | --export-boot) ;;
 		--*) setup_error "unknown option $o (see --help)" ;;
 		*) setup_error "unexpected argument '$o' (the target command goes after --; see --help)" ;;
 		esac
@@ -151,6 +159,7 @@ parse_args() {
 		--guest-script) GUEST_SCRIPT=$2 ;;
 		--guest-tools) GUEST_TOOLS=$2 ;;
 		--vm-id) VM_ID=$2 ;;
+		--export-boot) EXPORT_BOOT=$2 ;;
 		esac
 		shift 2
 	done
@@ -180,7 +189,7 @@ check_args() {
 		case "$t" in mdadm | aoecfg) ;; *) setup_error "--guest-tools: unknown tool '$t' (mdadm, aoecfg)" ;; esac
 	done
 	[ -c /dev/net/tun ] || setup_error "/dev/net/tun is missing (modprobe tun)"
-	((PREPARE)) || ((${#TARGET[@]})) || setup_error "no target command (put it after --; see --help)"
+	((PREPARE)) || [ -n "$EXPORT_BOOT" ] || ((${#TARGET[@]})) || setup_error "no target command (put it after --; see --help)"
 	JOB=$(cd "$(dirname "$JOB")" && pwd)/$(basename "$JOB")
 }
 
@@ -335,9 +344,10 @@ build_kernel() {
 		rm -f "$dir.new/vmlinux"
 	fi
 	# NIC drivers first (in dependency order), md's RAID1 (for scenarios that mirror two
-	# LUNs), then aoe.ko's dependencies; aoe.ko itself is loaded separately, after the NICs
+	# LUNs), ext4 with the crc32c it needs (root file systems of diskless boots), then aoe.ko's
+	# dependencies; aoe.ko itself is loaded separately, after the NICs
 	# are up. Add drivers here (e.g. virtio_blk) as needed.
-	mods=$(module_closure "$root" virtio_pci virtio_net raid1 aoe) ||
+	mods=$(module_closure "$root" virtio_pci virtio_net raid1 crc32c_generic ext4 aoe) ||
 		{ rm -rf "$tmp" "$dir.new"; setup_error "cannot work out the module set"; }
 	while read -r m rel; do
 		case "$rel" in
@@ -561,18 +571,42 @@ vm_initrd() {
 		> "$WORK/initrd.cpio" || setup_error "cannot assemble the initramfs"
 }
 
+guest_cmdline() {
+	echo "console=ttyS0 quiet loglevel=4 panic=1 8250.nr_uarts=2 ipv6.disable=1 mitigations=off ${APPEND}"
+}
+
+# ipxe_lkrn: the path of Debian's ipxe.lkrn (unpacked from the ipxe package into the cache).
+ipxe_lkrn() {
+	local dir=$CACHE_DIR/tools/ipxe
+	[ -s /boot/ipxe.lkrn ] && { echo /boot/ipxe.lkrn; return; }
+	if [ ! -s "$dir/boot/ipxe.lkrn" ]; then
+		log "unpacking Debian's ipxe package for ipxe.lkrn (apt-get download)"
+		rm -rf "$dir" && mkdir -p "$dir" || setup_error "cannot create $dir"
+		(cd "$dir" && with_limit 300 apt-get download -q ipxe >/dev/null 2>&1) ||
+			{ apt_update_once; (cd "$dir" && with_limit 300 apt-get download -q ipxe >/dev/null); } ||
+			setup_error "apt-get download ipxe failed"
+		dpkg-deb -x "$(ls "$dir"/*.deb)" "$dir" || setup_error "cannot unpack the ipxe package"
+	fi
+	[ -s "$dir/boot/ipxe.lkrn" ] || setup_error "the ipxe package has no boot/ipxe.lkrn"
+	echo "$dir/boot/ipxe.lkrn"
+}
+
 vm_args() {
-	local i cmdline
-	cmdline="console=ttyS0 quiet loglevel=4 panic=1 8250.nr_uarts=2 ipv6.disable=1"
-	cmdline+=" mitigations=off ${APPEND}"
+	local i rom=""
 	VM_ARGS=(-nodefaults -no-user-config -display none -no-reboot -machine pc
 		-accel "$ACCEL" -smp "$SMP" -m "$MEM"
-		-kernel "$KERNEL" -initrd "$WORK/initrd.cpio" -append "$cmdline"
 		-serial "file:$OUT/console.log" -serial "file:$OUT/serial1.log")
+	if ((SANBOOT)); then
+		# No disk, no kernel of ours: iPXE boots the LUN (the NICs' own option ROMs stay off).
+		VM_ARGS+=(-kernel "$IPXE_LKRN" -append "ifopen net0 && sanboot aoe:e$SHELF.$SLOT")
+		rom=",romfile="
+	else
+		VM_ARGS+=(-kernel "$KERNEL" -initrd "$WORK/initrd.cpio" -append "$(guest_cmdline)")
+	fi
 	[ "$ACCEL" = kvm ] && VM_ARGS+=(-cpu host)
 	for ((i = 0; i < NICS; i++)); do
 		VM_ARGS+=(-netdev "tap,id=nic$i,ifname=${TAPS[$i]},script=no,downscript=no"
-			-device "virtio-net-pci,netdev=nic$i,mac=52:54:00:e5:$(printf %02x "$VM_ID"):$(printf %02x $((i + 1))),host_mtu=$MTU")
+			-device "virtio-net-pci,netdev=nic$i,mac=52:54:00:e5:$(printf %02x "$VM_ID"):$(printf %02x $((i + 1))),host_mtu=$MTU$rom")
 	done
 	VM_ARGS+=("${QEMU_EXTRA[@]}")
 }
@@ -653,7 +687,11 @@ write_run_info() {
 	cmd=$(printf '%q ' "${TARGET_ARGV[@]}")
 	{
 		printf 'kernel\t%s\n' "$(cat "$KDIR/release")"
-		printf 'kernel_file\t%s\n' "$(basename "$KERNEL")"
+		if ((SANBOOT)); then
+			printf 'kernel_file\t%s\n' "the LUN's, through iPXE sanboot"
+		else
+			printf 'kernel_file\t%s\n' "$(basename "$KERNEL")"
+		fi
 		printf 'accel\t%s\nmtu\t%s\nnics\t%s\nsmp\t%s\nmem_mib\t%s\n' "$ACCEL" "$MTU" "$NICS" "$SMP" "$MEM"
 		printf 'device\te%s.%s\n' "$SHELF" "$SLOT"
 		printf 'netns\t%s\niface\t%s\n' "$NS" "${TAPS[0]}"
@@ -696,6 +734,7 @@ main() {
 		exit 0
 	fi
 
+	[ -n "$OUT" ] || OUT=$EXPORT_BOOT
 	[ -n "$OUT" ] || OUT=$(mktemp -d /tmp/esvm.XXXXXX) || setup_error "cannot create a results directory"
 	mkdir -p "$OUT" || setup_error "cannot create $OUT"
 	OUT=$(cd "$OUT" && pwd)
@@ -704,6 +743,14 @@ main() {
 	WORK=$(mktemp -d /tmp/esvm-work.XXXXXX) || setup_error "cannot create a work directory"
 	vm_initrd
 	release_cache
+	if [ -n "$EXPORT_BOOT" ]; then
+		mkdir -p "$EXPORT_BOOT" || setup_error "cannot create $EXPORT_BOOT"
+		cp "$KDIR/vmlinuz" "$EXPORT_BOOT/vmlinuz" && cp "$WORK/initrd.cpio" "$EXPORT_BOOT/initrd.cpio" &&
+			guest_cmdline > "$EXPORT_BOOT/cmdline" || setup_error "cannot write to $EXPORT_BOOT"
+		log "boot files in $EXPORT_BOOT: vmlinuz, initrd.cpio ($(($(stat -c %s "$WORK/initrd.cpio") >> 20)) MiB), cmdline"
+		exit 0
+	fi
+	((SANBOOT)) && IPXE_LKRN=$(ipxe_lkrn)
 
 	reap_stale_namespaces
 	net_setup

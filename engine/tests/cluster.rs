@@ -6,7 +6,8 @@
 //!   also the suite's packet-mode runs of the Linux initiator; kernel_initiator.rs has the
 //!   AF_XDP ones);
 //! - multipath failover: two NICs, two shelf ports, one path cut for 20 s during fio;
-//! - the shelf killed with SIGKILL during fio and started again.
+//! - the shelf killed with SIGKILL during fio and started again;
+//! - a VM with no disk booting from a LUN through iPXE (deploy/cluster/sanboot.sh).
 //!
 //! Each test prints the harness's summary (fio's table), the relay's counts and, for the
 //! multipath test, the per-path frame counters the shelf's metrics showed over time.
@@ -341,4 +342,48 @@ fn a_shelf_killed_during_fio_restarts_and_fio_goes_on() {
     assert!(after > 100, "no I/O reached the restarted shelf");
     println!("shelf killed {killed:.1} s after start, back 3 s later; {after} frames after the restart; fio errors 0");
     cleanup(&r);
+}
+
+#[test]
+fn a_diskless_vm_boots_from_a_lun_through_ipxe_and_its_marker_reads_back() {
+    for (tool, package) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("syslinux", "syslinux"),
+        ("mcopy", "mtools"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mkfs.ext2", "e2fsprogs"),
+        ("sfdisk", "fdisk"),
+    ] {
+        common::require(tool, package);
+    }
+    let out = std::env::temp_dir().join(format!("es-cluster-{}-sanboot", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let result = Command::new(repo().join("deploy/cluster/sanboot.sh"))
+        .arg("--out")
+        .arg(&out)
+        .env("ETHERSHELF_BIN", common::binary())
+        .output()
+        .expect("deploy/cluster/sanboot.sh");
+    let text = String::from_utf8_lossy(&result.stdout).to_string()
+        + &String::from_utf8_lossy(&result.stderr);
+    println!("{text}");
+    assert!(result.status.success(), "the diskless boot failed:\n{text}");
+    let marker = text
+        .lines()
+        .find_map(|l| l.split("marker written: ").nth(1))
+        .unwrap_or_else(|| panic!("no marker line:\n{text}"));
+    let (written, read) = marker
+        .split_once("; read back: ")
+        .unwrap_or_else(|| panic!("odd marker line: {marker}"));
+    assert!(written.starts_with("diskless-"), "{marker}");
+    assert_eq!(
+        written, read,
+        "the marker did not come back through the shelf"
+    );
+    let summary = std::fs::read_to_string(out.join("diskless/summary.txt")).unwrap_or_default();
+    assert!(
+        summary.contains("root_on_lun") && summary.contains("no_local_disk"),
+        "the diskless VM did not report its root on the LUN:\n{summary}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }
