@@ -100,18 +100,21 @@ start_shelf() {
 }
 start_shelf
 
-# Per-path counters, scraped from the shelf's own metrics.
+# Per-path counters, scraped from the shelf's own metrics. Each row is stamped when the
+# answer has arrived (python's start-up can take a second on a loaded machine): the counters
+# it holds were read before that moment.
 (
   while sleep "$scrape"; do
-    python3 - "$(since)" >>"$out/paths.tsv" 2>/dev/null <<'EOF'
-import re, sys, urllib.request
+    python3 - "$t0" >>"$out/paths.tsv" 2>/dev/null <<'EOF'
+import re, sys, time, urllib.request
 text = urllib.request.urlopen("http://127.0.0.1:9478/metrics", timeout=2).read().decode()
+stamp = "%.1f" % (time.time() - float(sys.argv[1]))
 rows = {}
 for m in re.finditer(r'^ethershelf_path_(rx|tx)_frames_total\{([^}]*)\} (\S+)$', text, re.M):
     port = re.search(r'port="([^"]*)"', m.group(2)).group(1)
     rows.setdefault(port, {"rx": 0, "tx": 0})[m.group(1)] += float(m.group(3))
 for port, c in sorted(rows.items()):
-    print(f"{sys.argv[1]}\t{port}\t{c['rx']:.0f}\t{c['tx']:.0f}")
+    print(f"{stamp}\t{port}\t{c['rx']:.0f}\t{c['tx']:.0f}")
 EOF
   done
 ) &
