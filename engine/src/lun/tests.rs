@@ -3,10 +3,23 @@ use crate::wire::{
     ConfigCommand as C, DirectiveCommand as D, MacAddr, MaskCommand, ReserveCommand as R,
 };
 
-fn temp_state(name: &str) -> std::path::PathBuf {
+/// A LUN state file in a directory of its own, removed when the test ends.
+struct TempState {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl Drop for TempState {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_state(name: &str) -> TempState {
     let dir = std::env::temp_dir().join(format!("es-lun-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir.join("lun-1.0.json")
+    let path = dir.join("lun-1.0.json");
+    TempState { dir, path }
 }
 
 const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
@@ -14,7 +27,8 @@ const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
 
 #[test]
 fn config_string_rules() {
-    let s = LunState::open(temp_state("cfg"), &[]).unwrap();
+    let state = temp_state("cfg");
+    let s = LunState::open(state.path.clone(), &[]).unwrap();
     assert_eq!(
         s.config(C::Read, b"", true, A).unwrap(),
         ConfigOutcome::Reply(vec![])
@@ -63,7 +77,8 @@ fn config_string_rules() {
 
 #[test]
 fn state_survives_reopen_and_initial_mask_only_seeds() {
-    let path = temp_state("persist");
+    let state = temp_state("persist");
+    let path = state.path.clone();
     let s = LunState::open(path.clone(), &[A.0]).unwrap();
     assert!(s.access().admits(A) && !s.access().admits(B));
     s.config(C::Set, b"owner", true, A).unwrap();
@@ -79,7 +94,8 @@ fn state_survives_reopen_and_initial_mask_only_seeds() {
 
 #[test]
 fn mask_edits_apply_in_order_and_stop_at_the_first_failure() {
-    let s = LunState::open(temp_state("mask"), &[]).unwrap();
+    let state = temp_state("mask");
+    let s = LunState::open(state.path.clone(), &[]).unwrap();
     let out = s
         .mask(
             MaskCommand::Edit,
@@ -128,7 +144,8 @@ fn mask_edits_apply_in_order_and_stop_at_the_first_failure() {
 
 #[test]
 fn reservations() {
-    let s = LunState::open(temp_state("resv"), &[]).unwrap();
+    let state = temp_state("resv");
+    let s = LunState::open(state.path.clone(), &[]).unwrap();
     assert_eq!(
         s.reserve(R::Set, A, [A].into_iter()).unwrap(),
         ReserveOutcome::List(vec![A])
@@ -155,7 +172,8 @@ fn reservations() {
 
 #[test]
 fn corrupt_state_is_a_clear_error() {
-    let path = temp_state("corrupt");
+    let state = temp_state("corrupt");
+    let path = state.path.clone();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, b"{not json").unwrap();
     let err = LunState::open(path, &[]).err().unwrap().to_string();
@@ -164,7 +182,8 @@ fn corrupt_state_is_a_clear_error() {
 
 #[test]
 fn a_hidden_config_string_reads_as_empty_and_origins_are_kept() {
-    let path = temp_state("origins");
+    let state = temp_state("origins");
+    let path = state.path.clone();
     let s = LunState::open(path.clone(), &[]).unwrap();
     s.config(C::Set, b"secret", true, A).unwrap();
     assert_eq!(
