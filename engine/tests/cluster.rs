@@ -7,7 +7,9 @@
 //!   AF_XDP ones);
 //! - multipath failover: two NICs, two shelf ports, one path cut for 20 s during fio;
 //! - the shelf killed with SIGKILL during fio and started again;
-//! - a VM with no disk booting from a LUN through iPXE (deploy/cluster/sanboot.sh).
+//! - a VM with no disk booting from a LUN through iPXE (deploy/cluster/sanboot.sh);
+//! - a whole shelf lost behind md RAID1 and re-added from its bitmap (deploy/cluster/md.sh);
+//! - a VM handed over between two hosts with config-string claims (deploy/cluster/handoff.sh).
 //!
 //! Each test prints the harness's summary (fio's table), the relay's counts and, for the
 //! multipath test, the per-path frame counters the shelf's metrics showed over time.
@@ -344,10 +346,32 @@ fn a_shelf_killed_during_fio_restarts_and_fio_goes_on() {
     cleanup(&r);
 }
 
+/// Runs the scenario driver deploy/cluster/NAME.sh with its results in a directory of the
+/// test's (removed on success); returns that directory and everything the driver printed.
+fn driver(name: &str) -> (PathBuf, String) {
+    common::require("qemu-system-x86_64", "qemu-system-x86");
+    let out = std::env::temp_dir().join(format!("es-cluster-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let result = Command::new(repo().join(format!("deploy/cluster/{name}.sh")))
+        .arg("--out")
+        .arg(&out)
+        .env("ETHERSHELF_BIN", common::binary())
+        .output()
+        .unwrap_or_else(|e| panic!("deploy/cluster/{name}.sh: {e}"));
+    let text = String::from_utf8_lossy(&result.stdout).to_string()
+        + &String::from_utf8_lossy(&result.stderr);
+    println!("{text}");
+    assert!(
+        result.status.success(),
+        "deploy/cluster/{name}.sh failed (results in {}):\n{text}",
+        out.display()
+    );
+    (out, text)
+}
+
 #[test]
 fn a_diskless_vm_boots_from_a_lun_through_ipxe_and_its_marker_reads_back() {
     for (tool, package) in [
-        ("qemu-system-x86_64", "qemu-system-x86"),
         ("syslinux", "syslinux"),
         ("mcopy", "mtools"),
         ("mkfs.vfat", "dosfstools"),
@@ -356,18 +380,7 @@ fn a_diskless_vm_boots_from_a_lun_through_ipxe_and_its_marker_reads_back() {
     ] {
         common::require(tool, package);
     }
-    let out = std::env::temp_dir().join(format!("es-cluster-{}-sanboot", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let result = Command::new(repo().join("deploy/cluster/sanboot.sh"))
-        .arg("--out")
-        .arg(&out)
-        .env("ETHERSHELF_BIN", common::binary())
-        .output()
-        .expect("deploy/cluster/sanboot.sh");
-    let text = String::from_utf8_lossy(&result.stdout).to_string()
-        + &String::from_utf8_lossy(&result.stderr);
-    println!("{text}");
-    assert!(result.status.success(), "the diskless boot failed:\n{text}");
+    let (out, text) = driver("sanboot");
     let marker = text
         .lines()
         .find_map(|l| l.split("marker written: ").nth(1))
@@ -385,5 +398,61 @@ fn a_diskless_vm_boots_from_a_lun_through_ipxe_and_its_marker_reads_back() {
         summary.contains("root_on_lun") && summary.contains("no_local_disk"),
         "the diskless VM did not report its root on the LUN:\n{summary}"
     );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn md_raid1_over_two_shelves_survives_losing_one_and_resyncs_only_the_bitmap() {
+    let (out, text) = driver("md");
+    // "md_resynced ... dirty_chunks=80 chunk_kib=1024 resync_kib=81920 array_kib=261120 ..."
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("resync: md_resynced"))
+        .unwrap_or_else(|| panic!("no resync line:\n{text}"));
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in: {line}"))
+    };
+    let (resync, array) = (field("resync_kib"), field("array_kib"));
+    assert!(
+        resync > 0 && resync < array,
+        "the re-add did not resync from the bitmap only: {line}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("md_checked ") && l.contains("mismatch_cnt=0")),
+        "md's check did not report mismatch_cnt=0:\n{text}"
+    );
+    assert!(text.contains("verified_on_both"), "{text}");
+    for l in text.lines().filter(|l| l.contains(" MiB  errors ")) {
+        assert!(l.trim_end().ends_with("errors 0"), "fio saw errors: {l}");
+    }
+    println!("md: {resync} KiB of {array} KiB resynced; mismatch_cnt 0; every verify run clean");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_vm_handoff_between_two_hosts_is_fenced_by_config_string_claims() {
+    let (out, text) = driver("handoff");
+    for step in [
+        "a_claimed",
+        "b_refused",
+        "a_released",
+        "b_claimed",
+        "b_verified_a",
+        "a_refused_later",
+    ] {
+        assert!(text.contains(step), "host step {step} missing:\n{text}");
+    }
+    let audit: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("config string set to"))
+        .collect();
+    assert_eq!(audit.len(), 3, "expected claim, release, claim:\n{text}");
+    assert!(audit[0].contains("hostA-vm17") && audit[0].contains("52:54:00:e5:01:01"));
+    assert!(audit[1].contains("\"\"") && audit[1].contains("52:54:00:e5:01:01"));
+    assert!(audit[2].contains("hostB-vm17") && audit[2].contains("52:54:00:e5:02:01"));
     let _ = std::fs::remove_dir_all(&out);
 }
