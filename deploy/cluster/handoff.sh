@@ -18,14 +18,7 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=deploy/cluster/lib.sh
 . deploy/cluster/lib.sh
 cl_init handoff 15 "$@"
-pids=()
-finish() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  cl_cleanup
-  wait 2>/dev/null
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
+cl_traps
 
 cl_segment 1 1500
 cl_shelf_ns 1 1500
@@ -41,11 +34,11 @@ for host in a b; do
     --guest-tools aoecfg --guest-script deploy/cluster/guest/handoff.sh \
     --fio-job deploy/vm/jobs/quick.fio --fio-timeout 900 --timeout 1200 --out "$OUT/$host" \
     -- deploy/cluster/uplink.sh "$CL_NS" br0 '{IFACES}' '{MTU}' >"$OUT/$host.log" 2>&1 &
-  pids+=($!)
+  CL_PIDS+=($!)
 done
 rc=0
-for p in "${pids[@]}"; do wait "$p" || rc=1; done
-pids=()
+for p in "${CL_PIDS[@]}"; do wait "$p" || rc=1; done
+CL_PIDS=()
 for host in a b; do
   echo "=== host $host"
   sed -n '1,/^timeline/p' "$OUT/$host/summary.txt" 2>/dev/null | head -n 4

@@ -137,3 +137,16 @@ cl_cleanup() {
   sleep 1
   for ns in "${CL_NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
 }
+
+# cl_traps: on exit, the harness runs in CL_PIDS get SIGTERM, then shelves and namespaces go.
+CL_PIDS=()
+cl_finish() {
+  local p
+  for p in "${CL_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  cl_cleanup
+  wait 2>/dev/null
+}
+cl_traps() {
+  trap cl_finish EXIT
+  trap 'exit 130' INT TERM
+}

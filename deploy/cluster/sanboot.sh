@@ -25,14 +25,7 @@ for t in syslinux:syslinux mcopy:mtools mkfs.vfat:dosfstools mkfs.ext2:e2fsprogs
 done
 mbr=/usr/lib/syslinux/mbr/mbr.bin
 [ -r "$mbr" ] || cl_fail "missing $mbr: apt-get install syslinux-common"
-pids=()
-finish() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  cl_cleanup
-  wait 2>/dev/null
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
+cl_traps
 marker="diskless-$(date +%s)-$$"
 
 cl_say "the boot files: the harness's kernel and initramfs with the diskless guest script"
@@ -87,10 +80,10 @@ cl_say "the diskless VM: iPXE sanboot aoe:e1.0"
 deploy/vm/initiator.sh --sanboot --boot-timeout 900 --wait 60 --fio-timeout 600 --timeout 1500 \
   --out "$OUT/diskless" -- deploy/cluster/uplink.sh "$CL_NS" br0 '{IFACES}' '{MTU}' \
   >"$OUT/diskless.log" 2>&1 &
-pids=($!)
-wait "${pids[0]}"
+CL_PIDS=($!)
+wait "${CL_PIDS[0]}"
 rc=$?
-pids=()
+CL_PIDS=()
 cat "$OUT/diskless/summary.txt" 2>/dev/null
 ((rc == 0)) || { KEEP=1; cl_fail "the diskless VM failed (results in $OUT)"; }
 
@@ -98,10 +91,10 @@ cl_say "the reader VM: the marker, read back through the shelf"
 deploy/vm/initiator.sh --guest-script deploy/cluster/guest/read-marker.sh --wait 60 \
   --fio-timeout 300 --out "$OUT/reader" \
   -- deploy/cluster/uplink.sh "$CL_NS" br0 '{IFACES}' '{MTU}' >"$OUT/reader.log" 2>&1 &
-pids=($!)
-wait "${pids[0]}"
+CL_PIDS=($!)
+wait "${CL_PIDS[0]}"
 rc=$?
-pids=()
+CL_PIDS=()
 read_back=$(grep -a '^ESVM ev marker_read' "$OUT/reader/serial1.log" | tr -d '\r' | cut -d' ' -f5-)
 cl_say "marker written: $marker; read back: ${read_back:-nothing}"
 grep -a "frames\|reads\|sectors" "$OUT/shelf1/shelf.log" | tail -n 3

@@ -15,12 +15,7 @@ grep -q "BOOT_IMAGE=/vmlinuz" /proc/cmdline || fail "the kernel was not loaded b
 disks=$(ls /sys/block | grep -v -e '^etherd' -e '^loop' -e '^ram' -e '^md' | tr '\n' ' ')
 [ -z "$disks" ] || fail "this VM has disks of its own: $disks"
 ev no_local_disk "block devices: $(ls /sys/block | tr '\n' ' ')"
-t=0
-until [ -b /dev/etherd/e1.0p2 ]; do
-	t=$((t + 1))
-	[ "$t" -le 60 ] || fail "no partition 2 on e1.0"
-	sleep 0.5
-done
+wait_block /dev/etherd/e1.0p2 30 || fail "no partition 2 on e1.0"
 mkdir -p /newroot
 mount -t ext2 /dev/etherd/e1.0p2 /newroot || fail "cannot mount e1.0p2 (the root file system)"
 [ -r /newroot/ethershelf-root ] || fail "e1.0p2 is not the LUN's root file system"

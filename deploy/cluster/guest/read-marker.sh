@@ -6,12 +6,7 @@ fail() {
 	ev fail "$*"
 	exit 1
 }
-t=0
-until [ -b /dev/etherd/e1.0p2 ]; do
-	t=$((t + 1))
-	[ "$t" -le 60 ] || fail "no partition 2 on e1.0"
-	sleep 0.5
-done
+wait_block /dev/etherd/e1.0p2 30 || fail "no partition 2 on e1.0"
 mkdir -p /mnt
 mount -t ext2 -o ro /dev/etherd/e1.0p2 /mnt || fail "cannot mount e1.0p2"
 [ -r /mnt/marker ] || fail "no marker in the LUN's root file system"

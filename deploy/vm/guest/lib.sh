@@ -49,3 +49,12 @@ size=$7
 ${8:-}
 EOF
 }
+# wait_block DEV SECONDS: until DEV is a block device (status 1 when the time is up).
+wait_block() {
+	t=0
+	until [ -b "$1" ]; do
+		t=$((t + 1))
+		[ "$t" -le $(($2 * 2)) ] || return 1
+		sleep 0.5
+	done
+}
